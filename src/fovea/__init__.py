@@ -1,0 +1,1 @@
+"""fovea: prediction-head experiments for a foveated video-language model."""

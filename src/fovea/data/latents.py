@@ -1,0 +1,311 @@
+"""The ``latents`` stage's library side: sample frames from every clip and cache VAE latents.
+
+Bad videos are skipped and counted by reason, never fatal one by one; the run stops with a
+:class:`LatentCacheError` when there are no shards, nothing usable is left, a split ends up
+empty, or the encoder returns latents of the wrong shape or beyond float16's range.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from fovea.data.shards import (
+    ShardSink,
+    VideoSample,
+    iter_video_samples,
+    latent_sample_files,
+    list_shards,
+)
+from fovea.data.split import Split, split_of
+from fovea.data.video import ClipTooShortError, VideoDecodeError, load_clip
+from fovea.io import atomic_directory
+
+__all__ = [
+    "SKIP_REASONS",
+    "LatentCacheError",
+    "cache_latents",
+    "iter_training_frames",
+]
+
+#: Why a video can be skipped: no .mp4 member, fewer frames than requested, undecodable.
+SKIP_REASONS: tuple[str, ...] = ("missing_video", "too_short", "corrupt")
+SPLITS: tuple[Split, ...] = ("train", "val")
+# How many skipped keys (with reasons) the manifest lists.
+_MAX_SKIP_EXAMPLES = 20
+
+Encoder = Callable[[np.ndarray], Any]
+
+
+class LatentCacheError(RuntimeError):
+    """The latents stage cannot produce usable output (no usable clips, an empty split, ...)."""
+
+
+@dataclass(frozen=True)
+class _Skip:
+    key: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Kept:
+    sample: VideoSample
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    indices: list[int]
+    total_frames: int
+
+
+def _load(sample: VideoSample, num_frames: int, size: int) -> _Kept | _Skip:
+    if sample.mp4 is None:
+        return _Skip(sample.key, "missing_video", "sample has no .mp4 member")
+    try:
+        clip = load_clip(sample.mp4, num_frames, size)
+    except ClipTooShortError as error:
+        return _Skip(sample.key, "too_short", str(error))
+    except VideoDecodeError as error:
+        return _Skip(sample.key, "corrupt", str(error))
+    return _Kept(sample, clip.frames, clip.indices, clip.total_frames)
+
+
+def _iter_videos(videos_dir: Path) -> Iterator[VideoSample]:
+    if not list_shards(videos_dir):
+        raise LatentCacheError(f"no videos: {videos_dir} holds no shard-*.tar files")
+    return iter_video_samples(videos_dir)
+
+
+def _encode_batch(encode: Encoder, frames: np.ndarray) -> np.ndarray:
+    """Run ``encode`` on [B, T, H, W, 3] frames and return float16 latents [B, T, C, h, w]."""
+    batch, steps = frames.shape[:2]
+    latents = encode(frames.reshape(batch * steps, *frames.shape[2:]))
+    if hasattr(latents, "detach"):  # tolerate a torch tensor from the VAE wrapper
+        latents = latents.detach().float().cpu().numpy()
+    latents = np.asarray(latents)
+    if latents.ndim != 4 or latents.shape[0] != batch * steps:
+        raise LatentCacheError(
+            f"encode returned shape {latents.shape} for {batch * steps} frames; "
+            "expected [N, C, h, w]"
+        )
+    half = latents.astype(np.float16)
+    if not np.isfinite(half).all():
+        raise LatentCacheError(
+            "encode returned non-finite latents or values beyond float16's range (|x| > 65504); "
+            f"max |latent| = {np.nanmax(np.abs(latents.astype(np.float64)))}"
+        )
+    return half.reshape(batch, steps, *half.shape[1:])
+
+
+class _LatentStats:
+    """Running per-channel mean and std of the stored (float16) latents, for the manifest."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: np.ndarray | None = None
+        self.total_sq: np.ndarray | None = None
+
+    def add(self, latents: np.ndarray) -> None:
+        values = latents.astype(np.float64)
+        channel_axis = values.ndim - 3  # [..., C, h, w]
+        axes = tuple(i for i in range(values.ndim) if i != channel_axis)
+        total, total_sq = values.sum(axis=axes), (values**2).sum(axis=axes)
+        self.total = total if self.total is None else self.total + total
+        self.total_sq = total_sq if self.total_sq is None else self.total_sq + total_sq
+        self.count += values.size // values.shape[channel_axis]
+
+    def summary(self) -> dict[str, Any]:
+        if self.total is None or self.total_sq is None:
+            return {}
+        mean = self.total / self.count
+        std = np.sqrt(np.maximum(self.total_sq / self.count - mean**2, 0.0))
+        overall_mean = float(self.total.sum() / (self.count * len(mean)))
+        overall_var = float(self.total_sq.sum() / (self.count * len(mean))) - overall_mean**2
+        return {
+            "mean": round(overall_mean, 6),
+            "std": round(float(np.sqrt(max(overall_var, 0.0))), 6),
+            "channel_mean": [round(float(v), 6) for v in mean],
+            "channel_std": [round(float(v), 6) for v in std],
+        }
+
+
+def cache_latents(
+    videos_dir: Path,
+    out_dir: Path,
+    encode: Callable[[np.ndarray], np.ndarray],
+    num_frames: int,
+    size: int,
+    val_fraction: float,
+    clips_per_shard: int,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Sample frames from every video, encode them, and write latents shards per split.
+
+    Writes ``out_dir/train/shard-*.tar``, ``out_dir/val/shard-*.tar`` (frames uint8
+    [T, size, size, 3], latents float16 [T, C, h, w], caption, metadata with the split and the
+    sampled frame indices) and ``out_dir/manifest.json``; ``out_dir`` is replaced only when all
+    of it is complete.
+
+    Args:
+        videos_dir: directory of videos shards (``{key}.mp4/.txt/.json``).
+        out_dir: where the latents go.
+        encode: frames uint8 [N, H, W, 3] -> latents [N, C, h, w] (already multiplied by the
+            VAE's scaling factor); float16 must hold them.
+        num_frames: frames sampled evenly over each clip.
+        size: square crop side.
+        val_fraction: share of keys (by hash) that go to val.
+        clips_per_shard: samples per output shard.
+        batch_size: clips per ``encode`` call (``batch_size * num_frames`` frames).
+
+    Returns:
+        The manifest: kept per split, skipped per reason with the first few keys, shapes,
+        shard counts and latent statistics.
+
+    Raises:
+        LatentCacheError: no shards, nothing usable, an empty split, or bad ``encode`` output.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    videos_dir, out_dir = Path(videos_dir), Path(out_dir)
+    seen = 0
+    kept: Counter[str] = Counter({split: 0 for split in SPLITS})
+    skipped: Counter[str] = Counter({reason: 0 for reason in SKIP_REASONS})
+    skip_examples: list[dict[str, str]] = []
+    latents_shape: tuple[int, ...] | None = None
+    stats = _LatentStats()
+
+    with atomic_directory(out_dir) as temp_dir:
+        sinks: dict[str, ShardSink] = {}
+        for split in SPLITS:
+            (temp_dir / split).mkdir()
+            sinks[split] = ShardSink(temp_dir / split, clips_per_shard)
+        pending: list[_Kept] = []
+
+        def flush() -> None:
+            nonlocal latents_shape
+            if not pending:
+                return
+            latents = _encode_batch(encode, np.stack([clip.frames for clip in pending]))
+            if latents_shape is None:
+                latents_shape = tuple(latents.shape[1:])
+            elif tuple(latents.shape[1:]) != latents_shape:
+                raise LatentCacheError(
+                    f"latent shape changed from {latents_shape} to {latents.shape[1:]}"
+                )
+            stats.add(latents)
+            for clip, clip_latents in zip(pending, latents, strict=True):
+                split = split_of(clip.sample.key, val_fraction)
+                metadata = {
+                    **clip.sample.metadata,
+                    "key": clip.sample.key,
+                    "split": split,
+                    "frame_indices": clip.indices,
+                    "source_total_frames": clip.total_frames,
+                }
+                files = latent_sample_files(
+                    clip.frames, clip_latents, clip.sample.caption, metadata
+                )
+                sinks[split].write(clip.sample.key, files)
+                kept[split] += 1
+            pending.clear()
+
+        try:
+            for sample in tqdm(_iter_videos(videos_dir), desc="latents", unit="clip"):
+                seen += 1
+                outcome = _load(sample, num_frames, size)
+                if isinstance(outcome, _Skip):
+                    skipped[outcome.reason] += 1
+                    if len(skip_examples) < _MAX_SKIP_EXAMPLES:
+                        skip_examples.append(
+                            {"key": outcome.key, "reason": outcome.reason, "detail": outcome.detail}
+                        )
+                    continue
+                pending.append(outcome)
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+        finally:
+            for sink in sinks.values():
+                sink.close()
+
+        skip_summary = ", ".join(f"{reason}: {count}" for reason, count in skipped.items())
+        if sum(kept.values()) == 0:
+            raise LatentCacheError(
+                f"no usable clips in {videos_dir}: {seen} seen, all skipped ({skip_summary})"
+            )
+        empty = [split for split in SPLITS if kept[split] == 0]
+        if empty:
+            raise LatentCacheError(
+                f"split {' and '.join(empty)} is empty (train: {kept['train']}, "
+                f"val: {kept['val']} kept of {seen} seen; skipped {skip_summary}); training needs "
+                f"train and evaluation needs val: add clips or change val_fraction ({val_fraction})"
+            )
+
+        manifest: dict[str, Any] = {
+            "videos_dir": str(videos_dir),
+            "num_frames": num_frames,
+            "size": size,
+            "val_fraction": val_fraction,
+            "seen": seen,
+            "kept": {**{split: kept[split] for split in SPLITS}, "total": sum(kept.values())},
+            "skipped": dict(skipped),
+            "skipped_total": sum(skipped.values()),
+            "skipped_examples": skip_examples,
+            "frames_shape": [num_frames, size, size, 3],
+            "frames_dtype": "uint8",
+            "latents_shape": list(latents_shape or ()),
+            "latents_dtype": "float16",
+            "latents_stats": stats.summary(),
+            "shards": {split: len(list_shards(temp_dir / split)) for split in SPLITS},
+        }
+        (temp_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def iter_training_frames(
+    videos_dir: Path,
+    num_frames: int,
+    size: int,
+    val_fraction: float,
+    limit: int | None = None,
+    split: str = "train",
+) -> np.ndarray:
+    """Sampled frames of one split's clips (train: fitting the tiny VAE; val: checking it).
+
+    Reads clips in shard order, samples ``num_frames`` frames per clip exactly as
+    :func:`cache_latents` does, and skips bad videos silently (``cache_latents`` counts them).
+
+    Args:
+        limit: stop once this many frames are collected (``None``: all train clips).
+
+    Returns:
+        uint8 array [N, size, size, 3] with N <= ``limit``.
+
+    Raises:
+        LatentCacheError: no train clip could be read.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    chunks: list[np.ndarray] = []
+    collected = 0
+    progress = tqdm(_iter_videos(Path(videos_dir)), desc="training frames", unit="clip")
+    for sample in progress:
+        if split_of(sample.key, val_fraction) != split:
+            continue
+        outcome = _load(sample, num_frames, size)
+        if isinstance(outcome, _Skip):
+            continue
+        chunks.append(outcome.frames)
+        collected += len(outcome.frames)
+        if limit is not None and collected >= limit:
+            break
+    progress.close()
+    if not chunks:
+        raise LatentCacheError(f"no decodable {split}-split clips in {videos_dir}")
+    frames = np.concatenate(chunks)
+    return frames[:limit] if limit is not None else frames

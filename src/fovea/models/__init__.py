@@ -1,0 +1,1 @@
+"""Models: the deep-query vision encoder, the two-pass FoveatedVLM and the VAE wrapper."""

@@ -1,0 +1,93 @@
+"""Deep-query DINOv2 encoder: one query token per frame reads the frame's patches.
+
+Patches are encoded once with a plain DINOv2 forward, and each layer's keys and values are kept.
+A query token then runs through every layer attending only to those cached keys/values (the
+patches never see the query), followed by the final layer norm and an output projection. The
+same cache serves the coarse and the fine pass, so the patch work is done once per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Dinov2Config, Dinov2Model
+
+from fovea.models.loading import load_pretrained
+
+# DINOv2 was trained on ImageNet-normalised pixels.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def tiny_dinov2_config(hidden_size: int, layers: int, heads: int, patch_size: int, image_size: int) -> Dinov2Config:
+    return Dinov2Config(
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        mlp_ratio=2,
+        patch_size=patch_size,
+        image_size=image_size,
+    )
+
+
+def load_dinov2(name: str, tiny_config: Dinov2Config) -> Dinov2Model:
+    if name == "tiny":
+        return Dinov2Model(tiny_config)
+    return load_pretrained(Dinov2Model.from_pretrained, name, "model.encoder")
+
+
+@dataclass
+class PatchCache:
+    """Per-layer keys and values of every frame's patches: lists of [N, heads, P, head_dim]."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+
+class DeepQueryEncoder(nn.Module):
+    def __init__(self, dinov2: Dinov2Model, out_dim: int, freeze: bool = False):
+        super().__init__()
+        self.dinov2 = dinov2
+        self.frozen = freeze
+        if freeze:
+            self.dinov2.requires_grad_(False)
+        config = dinov2.config
+        self.dim = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = self.dim // self.num_heads
+        self.output_proj = nn.Linear(self.dim, out_dim)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def encode_patches(self, frames: torch.Tensor) -> PatchCache:
+        """``frames`` uint8 [N, H, W, 3] -> cached keys/values of every layer."""
+        pixels = frames.permute(0, 3, 1, 2).float().div(255.0)
+        pixels = (pixels - self.pixel_mean) / self.pixel_std
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.dinov2.embeddings(pixels)
+            keys, values = [], []
+            for layer in self.dinov2.encoder.layer:
+                normed = layer.norm1(hidden)
+                keys.append(self._split_heads(layer.attention.k_proj(normed)))
+                values.append(self._split_heads(layer.attention.v_proj(normed)))
+                hidden = layer(hidden)
+        return PatchCache(keys, values)
+
+    def read(self, cache: PatchCache, queries: torch.Tensor) -> torch.Tensor:
+        """Queries [N, D_enc] (one per frame) -> visual tokens [N, out_dim]."""
+        x = queries.unsqueeze(1)
+        for layer, keys, values in zip(self.dinov2.encoder.layer, cache.keys, cache.values):
+            attention = layer.attention
+            q = self._split_heads(attention.q_proj(layer.norm1(x)))
+            attended = F.scaled_dot_product_attention(q, keys, values)
+            attended = attended.transpose(1, 2).reshape(x.shape[0], 1, self.dim)
+            x = x + layer.layer_scale1(attention.o_proj(attended))
+            x = x + layer.layer_scale2(layer.mlp(layer.norm2(x)))
+        return self.output_proj(self.dinov2.layernorm(x)).squeeze(1)

@@ -1,0 +1,230 @@
+"""The two-pass FoveatedVLM of DESIGN.md.
+
+Coarse pass: every frame is read with one learned static query; sequence
+``[text, <coarse>, v1..vT]``. Fine pass: frame t is read with a query made from the coarse pass's
+LLM hidden state after frame t-1 (a learned ``q_init`` for frame 1); sequence
+``[text, <fine>, f1..fT]``. In both passes the hidden states at ``<mode>, x1..x(T-1)`` and the
+previous latents ``[z_init, z1..z(T-1)]`` go through the same prediction head to predict
+``z1..zT``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    Dinov2Config,
+    Dinov2Model,
+    LlamaConfig,
+    PretrainedConfig,
+)
+
+from fovea.heads import build_head
+from fovea.models.encoder import DeepQueryEncoder, load_dinov2, tiny_dinov2_config
+from fovea.models.loading import load_pretrained
+from fovea.params import Params
+
+CONFIG_FILE = "fovea_config.json"
+WEIGHTS_FILE = "model.safetensors"
+ENCODER_CONFIG_FILE = "encoder_config.json"
+LLM_CONFIG_FILE = "llm_config.json"
+
+
+@dataclass
+class VLMConfig:
+    """Everything needed to rebuild a FoveatedVLM (saved beside its weights)."""
+
+    head: str
+    head_options: dict[str, Any]
+    latent_shape: tuple[int, int, int]  # (C, h, w)
+    frame_size: int
+    encoder: str = "tiny"
+    llm: str = "tiny"
+    freeze_encoder: bool = False
+    tiny: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> "VLMConfig":
+        return cls(
+            head=params.head,
+            head_options=params.head_options(),
+            latent_shape=tuple(latent_shape),
+            frame_size=params.frames.size,
+            encoder=params.model.encoder,
+            llm=params.model.llm,
+            freeze_encoder=params.model.freeze_encoder,
+            tiny=params.model.tiny.model_dump(),
+        )
+
+
+def tiny_llama_config(hidden_size: int, layers: int, heads: int) -> LlamaConfig:
+    return LlamaConfig(
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        vocab_size=256,
+        max_position_embeddings=512,
+    )
+
+
+def load_llm(name: str, tiny_config: PretrainedConfig) -> nn.Module:
+    # The base model (no LM head): the recon objective needs hidden states only.
+    if name == "tiny":
+        return AutoModel.from_config(tiny_config)
+    return load_pretrained(AutoModel.from_pretrained, name, "model.llm")
+
+
+@dataclass
+class PassOutputs:
+    """What one forward of both passes produces, per clip and frame ([B, T, ...])."""
+
+    h_coarse: torch.Tensor  # hidden states that predict latents (at <coarse>, v1..v(T-1))
+    h_fine: torch.Tensor
+    z_prev: torch.Tensor  # [z_init, z1..z(T-1)]
+    pred_coarse: torch.Tensor
+    pred_fine: torch.Tensor
+    target: torch.Tensor
+
+
+class FoveatedVLM(nn.Module):
+    def __init__(self, config: VLMConfig, dinov2: Dinov2Model, llm: nn.Module):
+        super().__init__()
+        self.config = config
+        llm_dim = llm.config.hidden_size
+        self.encoder = DeepQueryEncoder(dinov2, out_dim=llm_dim, freeze=config.freeze_encoder)
+        self.llm = llm
+        enc_dim = self.encoder.dim
+        channels, height, width = config.latent_shape
+
+        # Queries live in the encoder's input space. They start at std 1.0 and the fine-query
+        # projection has no bias: otherwise every query attends alike and fine equals coarse.
+        self.static_query = nn.Parameter(torch.randn(enc_dim))
+        self.q_init = nn.Parameter(torch.randn(enc_dim))
+        self.query_proj = nn.Linear(llm_dim, enc_dim, bias=False)
+
+        # The LLM is fed inputs_embeds only: its token table is a reference scale, not trained.
+        llm.get_input_embeddings().requires_grad_(False)
+        embeddings = llm.get_input_embeddings().weight.detach()
+        # Visual tokens are rescaled to the norm of the LLM's own token embeddings.
+        self.register_buffer("embed_norm", embeddings.norm(dim=-1).mean().reshape(()))
+        embed_std = embeddings.std().item()
+        self.no_text_token = nn.Parameter(torch.randn(llm_dim) * embed_std)
+        self.coarse_token = nn.Parameter(torch.randn(llm_dim) * embed_std)
+        self.fine_token = nn.Parameter(torch.randn(llm_dim) * embed_std)
+        self.z_init = nn.Parameter(torch.zeros(channels, height, width))
+
+        self.head = build_head(
+            config.head,
+            h_dim=llm_dim,
+            latent_channels=channels,
+            height=height,
+            width=width,
+            **config.head_options,
+        )
+
+    # ----------------------------------------------------------------------------------- build
+    @classmethod
+    def build(cls, config: VLMConfig) -> "FoveatedVLM":
+        """Build from names: pretrained models are loaded, ``tiny`` ones are initialised."""
+        tiny = config.tiny
+        dinov2 = load_dinov2(
+            config.encoder,
+            tiny_dinov2_config(
+                tiny["encoder_dim"], tiny["encoder_layers"], tiny["attention_heads"],
+                tiny["patch_size"], config.frame_size,
+            ),
+        )
+        llm = load_llm(config.llm, tiny_llama_config(tiny["llm_dim"], tiny["llm_layers"], tiny["attention_heads"]))
+        return cls(config, dinov2, llm)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
+        (directory / ENCODER_CONFIG_FILE).write_text(self.encoder.dinov2.config.to_json_string())
+        (directory / LLM_CONFIG_FILE).write_text(self.llm.config.to_json_string())
+        save_model(self, str(directory / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, directory: Path) -> "FoveatedVLM":
+        """Rebuild from the saved configs (no hub access) and load the saved weights."""
+        directory = Path(directory)
+        raw = json.loads((directory / CONFIG_FILE).read_text())
+        raw["latent_shape"] = tuple(raw["latent_shape"])
+        config = VLMConfig(**raw)
+        dinov2 = Dinov2Model(Dinov2Config.from_json_file(directory / ENCODER_CONFIG_FILE))
+        llm_config_dict = json.loads((directory / LLM_CONFIG_FILE).read_text())
+        llm = AutoModel.from_config(AutoConfig.for_model(**llm_config_dict))
+        model = cls(config, dinov2, llm)
+        load_model(model, str(directory / WEIGHTS_FILE))
+        return model
+
+    # --------------------------------------------------------------------------------- forward
+    def _visual_tokens(self, encoded: torch.Tensor) -> torch.Tensor:
+        return encoded * (self.embed_norm / encoded.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+    def _run_llm(self, mode_token: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """[text, mode, x1..xT] -> hidden states at every position [B, T + 2, D]."""
+        batch = visual.shape[0]
+        prefix = torch.stack([self.no_text_token, mode_token]).unsqueeze(0).expand(batch, -1, -1)
+        sequence = torch.cat([prefix, visual], dim=1)
+        return self.llm(inputs_embeds=sequence).last_hidden_state
+
+    def passes(
+        self, frames: torch.Tensor, latents: torch.Tensor, fine_queries: torch.Tensor | None = None
+    ) -> PassOutputs:
+        """``frames`` uint8 [B, T, H, W, 3], ``latents`` [B, T, C, h, w] -> both passes.
+
+        ``fine_queries`` [B, T, D_enc] overrides the queries the coarse pass would choose
+        (used by tests to check that equal queries give equal passes).
+        """
+        batch, steps = frames.shape[:2]
+        cache = self.encoder.encode_patches(frames.flatten(0, 1))
+
+        def read(queries: torch.Tensor) -> torch.Tensor:
+            return self._visual_tokens(self.encoder.read(cache, queries.flatten(0, 1))).view(batch, steps, -1)
+
+        coarse_queries = self.static_query.expand(batch, steps, -1)
+        hidden_coarse = self._run_llm(self.coarse_token, read(coarse_queries))
+        if fine_queries is None:
+            # The query for frame t comes from the hidden state after frame t-1 (v_(t-1)).
+            made = self.query_proj(hidden_coarse[:, 2 : steps + 1])
+            fine_queries = torch.cat([self.q_init.expand(batch, 1, -1), made], dim=1)
+        hidden_fine = self._run_llm(self.fine_token, read(fine_queries))
+
+        z_prev = torch.cat([self.z_init.expand(batch, 1, *latents.shape[2:]), latents[:, :-1]], dim=1)
+        h_coarse = hidden_coarse[:, 1 : steps + 1]
+        h_fine = hidden_fine[:, 1 : steps + 1]
+        return PassOutputs(
+            h_coarse=h_coarse,
+            h_fine=h_fine,
+            z_prev=z_prev,
+            pred_coarse=self.predict(h_coarse, z_prev),
+            pred_fine=self.predict(h_fine, z_prev),
+            target=latents,
+        )
+
+    def predict(self, h: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
+        """Head over [B, T, ...] inputs."""
+        out = self.head(h.flatten(0, 1), z_prev.flatten(0, 1))
+        return out.view(z_prev.shape)
+
+    def forward(self, frames: torch.Tensor, latents: torch.Tensor, lambda_coarse: float = 1.0) -> dict[str, torch.Tensor]:
+        out = self.passes(frames, latents)
+        loss_fine = F.mse_loss(out.pred_fine, out.target)
+        loss_coarse = F.mse_loss(out.pred_coarse, out.target)
+        return {
+            "loss": loss_fine + lambda_coarse * loss_coarse,
+            "loss_fine": loss_fine,
+            "loss_coarse": loss_coarse,
+        }

@@ -1,0 +1,190 @@
+"""The one place that reads ``params.yaml``.
+
+Every stage calls :func:`load_params` before doing any work, so a typo or an out-of-range value
+stops the run with a message naming the key (``frames.num: ...``) instead of failing midway.
+Unknown keys are rejected everywhere (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is unreadable or holds an unknown key or a bad value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    """Where videos come from (the ``videos`` stage)."""
+
+    source: Literal["synthetic"] = "synthetic"
+    # synthetic source
+    num_clips: int = Field(64, ge=2)
+    frames_per_clip: int = Field(16, ge=2)
+    size: int = Field(64, ge=16, le=1024)
+    fps: int = Field(8, ge=1, le=120)
+    sprites: int = Field(3, ge=1, le=16)
+    # output layout and split
+    clips_per_shard: int = Field(32, ge=1)
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class FrameParams(_Section):
+    """How clips become model inputs (the ``latents`` stage)."""
+
+    num: int = Field(8, ge=2, description="frames sampled evenly over each clip")
+    size: int = Field(64, ge=16, le=1024, description="square crop side in pixels")
+
+
+class VaeParams(_Section):
+    """``name: tiny`` fits a small AutoencoderKL; anything else is a pretrained name or path."""
+
+    name: str = "tiny"
+    latent_channels: int = Field(4, ge=1)
+    block_channels: list[int] = Field(default_factory=lambda: [32, 32, 64, 64], min_length=1)
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+
+    @field_validator("block_channels")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(c < 1 for c in value):
+            raise ValueError("every channel count must be >= 1")
+        return value
+
+
+class TinyModelParams(_Section):
+    """Sizes of the randomly initialised encoder and LLM used when ``model.encoder/llm: tiny``."""
+
+    encoder_dim: int = Field(64, ge=8)
+    encoder_layers: int = Field(2, ge=1)
+    patch_size: int = Field(8, ge=2)
+    llm_dim: int = Field(64, ge=8)
+    llm_layers: int = Field(2, ge=1)
+    attention_heads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "TinyModelParams":
+        for key in ("encoder_dim", "llm_dim"):
+            if getattr(self, key) % self.attention_heads:
+                raise ValueError(f"{key} must be divisible by attention_heads")
+        return self
+
+
+class ModelParams(_Section):
+    encoder: str = "tiny"
+    llm: str = "tiny"
+    freeze_encoder: bool = False
+    tiny: TinyModelParams = Field(default_factory=TinyModelParams)
+
+
+class TrainParams(_Section):
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    warmup: int = Field(20, ge=0)
+    lambda_coarse: float = Field(1.0, ge=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+
+
+class EvalParams(_Section):
+    batch_size: int = Field(8, ge=1)
+
+
+class Params(_Section):
+    seed: int = Field(0, ge=0)
+    head: str = "film"
+    heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    data: DataParams = Field(default_factory=DataParams)
+    frames: FrameParams = Field(default_factory=FrameParams)
+    vae: VaeParams = Field(default_factory=VaeParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    eval: EvalParams = Field(default_factory=EvalParams)
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, name: str) -> str:
+        from fovea.heads import head_names
+
+        if name not in head_names():
+            raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(head_names())}")
+        return name
+
+    @field_validator("heads")
+    @classmethod
+    def _known_head_options(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from fovea.heads import check_head_options
+
+        for name, kwargs in options.items():
+            check_head_options(name, kwargs or {})
+        return options
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Params":
+        if self.frames.num > self.data.frames_per_clip and self.data.source == "synthetic":
+            raise ValueError(
+                f"frames.num ({self.frames.num}) exceeds data.frames_per_clip "
+                f"({self.data.frames_per_clip}): every synthetic clip would be too short"
+            )
+        factor = 2 ** (len(self.vae.block_channels) - 1)
+        if self.vae.name == "tiny" and self.frames.size % factor:
+            raise ValueError(
+                f"frames.size ({self.frames.size}) must be divisible by the tiny VAE's "
+                f"downsampling factor {factor} (2 ** (len(vae.block_channels) - 1))"
+            )
+        return self
+
+    def head_options(self, name: str | None = None) -> dict[str, Any]:
+        """Constructor options for ``name`` (default: the selected head) from ``heads.<name>``."""
+        return dict(self.heads.get(name or self.head) or {})
+
+
+def _format_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "invalid params:\n" + "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    """Validate a params mapping; raise :class:`ParamsError` naming every bad key."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"params must be a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsError(_format_error(error)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return parse_params(raw)

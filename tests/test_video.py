@@ -1,0 +1,149 @@
+"""MP4 encode/decode, frame sampling, resize/crop and error mapping."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import av
+import numpy as np
+import pytest
+
+from fovea.data.synthetic import make_clip
+from fovea.data.video import (
+    ClipTooShortError,
+    VideoDecodeError,
+    decode_video,
+    encode_mp4,
+    load_clip,
+    load_clip_frames,
+    resize_center_crop,
+    sample_frame_indices,
+)
+
+
+@pytest.fixture(scope="module")
+def clip_frames() -> np.ndarray:
+    return make_clip(seed=0, index=1, num_frames=12, size=64, sprites=3).frames
+
+
+@pytest.fixture(scope="module")
+def mp4(clip_frames: np.ndarray) -> bytes:
+    return encode_mp4(clip_frames, fps=8)
+
+
+def test_round_trip_is_close(clip_frames: np.ndarray, mp4: bytes) -> None:
+    decoded = decode_video(mp4)
+    assert decoded.shape == clip_frames.shape and decoded.dtype == np.uint8
+    mean_abs_error = np.abs(decoded.astype(np.int16) - clip_frames.astype(np.int16)).mean()
+    # ~3/255 at 64x64, almost all of it from yuv420p's half-resolution chroma on sharp sprite
+    # edges (crf 0 gives nearly the same), not from crf 18.
+    assert mean_abs_error < 4.0, mean_abs_error
+
+
+def test_encoding_is_deterministic(clip_frames: np.ndarray, mp4: bytes) -> None:
+    assert encode_mp4(clip_frames, fps=8) == mp4
+
+
+def test_odd_sizes_are_padded_to_even() -> None:
+    frames = np.full((3, 33, 47, 3), 128, dtype=np.uint8)
+    assert decode_video(encode_mp4(frames, fps=8)).shape == (3, 34, 48, 3)
+
+
+def test_sample_indices_are_evenly_spaced_with_endpoints() -> None:
+    indices = sample_frame_indices(16, 8)
+    assert len(indices) == 8 and indices[0] == 0 and indices[-1] == 15
+    steps = np.diff(indices)
+    assert steps.min() >= 1 and steps.max() - steps.min() <= 1
+    assert sample_frame_indices(8, 8) == list(range(8))
+    assert sample_frame_indices(100, 2) == [0, 99]
+
+
+def test_too_short_raises() -> None:
+    with pytest.raises(ClipTooShortError):
+        sample_frame_indices(5, 8)
+    assert issubclass(ClipTooShortError, VideoDecodeError)
+    short = encode_mp4(np.zeros((3, 32, 32, 3), dtype=np.uint8), fps=8)
+    with pytest.raises(ClipTooShortError, match="3 frames"):
+        load_clip_frames(short, num=8, size=32)
+
+
+def test_resize_center_crop_keeps_the_centre_of_a_wide_frame() -> None:
+    # 48x96: after scaling the short side to 24 the crop keeps original columns 24..72.
+    frames = np.zeros((2, 48, 96, 3), dtype=np.uint8)
+    frames[..., 2] = 200  # blue sides
+    frames[:, :, 24:72] = (200, 0, 0)  # red centre
+    out = resize_center_crop(frames, 24)
+    assert out.shape == (2, 24, 24, 3) and out.dtype == np.uint8
+    inner = out[:, :, 2:-2].astype(int)
+    assert (inner[..., 0] > 180).all() and (inner[..., 2] < 20).all()
+
+
+def test_resize_center_crop_tall_frame_and_fast_path() -> None:
+    tall = np.zeros((1, 90, 30, 3), dtype=np.uint8)
+    tall[:, 30:60] = 255  # the middle third survives the crop
+    out = resize_center_crop(tall, 20)
+    assert out.shape == (1, 20, 20, 3)
+    assert out[:, 2:-2].min() > 240
+    square = np.zeros((2, 20, 20, 3), dtype=np.uint8)
+    assert resize_center_crop(square, 20) is square
+
+
+def test_load_clip_samples_and_crops(clip_frames: np.ndarray, mp4: bytes) -> None:
+    clip = load_clip(mp4, num=4, size=32)
+    assert clip.frames.shape == (4, 32, 32, 3)
+    assert clip.indices == [0, 4, 7, 11] and clip.total_frames == 12
+    expected = resize_center_crop(decode_video(mp4)[clip.indices], 32)
+    np.testing.assert_array_equal(clip.frames, expected)
+
+
+def _faststart_mp4(frames: np.ndarray) -> bytes:
+    """An MP4 with its index first, so a truncated copy still opens and fails while decoding."""
+    handle, path = tempfile.mkstemp(suffix=".mp4")
+    os.close(handle)
+    try:
+        with av.open(path, mode="w", options={"movflags": "faststart"}) as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width, stream.height, stream.pix_fmt = (
+                frames.shape[2],
+                frames.shape[1],
+                "yuv420p",
+            )
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(None))
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.remove(path)
+
+
+def _bad_inputs(mp4: bytes) -> dict[str, bytes]:
+    noise = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    faststart = _faststart_mp4(noise)
+    return {
+        "empty": b"",
+        "random": np.random.default_rng(1).bytes(4096),
+        "text": b"this is not a video at all\n" * 20,
+        "truncated": mp4[: len(mp4) // 2],
+        "header_only": mp4[:64],
+        "truncated_faststart": faststart[: int(len(faststart) * 0.7)],
+    }
+
+
+def test_corrupt_bytes_raise_video_decode_error(mp4: bytes) -> None:
+    for name, data in _bad_inputs(mp4).items():
+        with pytest.raises(VideoDecodeError):
+            decode_video(data)
+            pytest.fail(f"{name} decoded")
+        with pytest.raises(VideoDecodeError) as raised:
+            load_clip_frames(data, num=4, size=32)
+        # Damage is reported as damage, not as a short clip.
+        assert not isinstance(raised.value, ClipTooShortError), name
+
+
+def test_encode_rejects_bad_arrays() -> None:
+    with pytest.raises(ValueError):
+        encode_mp4(np.zeros((2, 8, 8, 3), dtype=np.float32), fps=8)
+    with pytest.raises(ValueError):
+        encode_mp4(np.zeros((0, 8, 8, 3), dtype=np.uint8), fps=8)
