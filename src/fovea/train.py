@@ -43,7 +43,7 @@ def seed_everything(seed: int) -> None:
 
 def latent_shape_from_manifest(latents_dir: Path) -> tuple[int, int, int]:
     manifest = json.loads((latents_dir / "manifest.json").read_text())
-    return tuple(manifest["latent_shape"][-3:])
+    return tuple(manifest["latents_shape"][-3:])
 
 
 def warmup_lambda(warmup: int):

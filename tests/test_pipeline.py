@@ -1,0 +1,140 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on shrunk params, in a copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fovea.heads import head_names
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# Small enough that a stage takes seconds on 2 cores; every stage still does its real work.
+SHRUNK = {
+    "data": {"num_clips": 14, "frames_per_clip": 6, "size": 32, "clips_per_shard": 4},
+    "frames": {"num": 4, "size": 32},
+    "vae": {"block_channels": [8, 8, 8], "steps": 3, "batch_size": 4},
+    "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,
+                       "llm_layers": 1, "attention_heads": 2}},
+    "train": {"steps": 3, "batch_size": 2, "warmup": 1},
+    "eval": {"batch_size": 4},
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Stage commands call `python`: make it this interpreter, whatever PATH the test runner had.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="fovea-test", GIT_AUTHOR_EMAIL="test@fovea.invalid",
+               GIT_COMMITTER_NAME="fovea-test", GIT_COMMITTER_EMAIL="test@fovea.invalid",
+               DVC_NO_ANALYTICS="1")
+    return env
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(cwd, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def exp_show(cwd: Path) -> list[dict]:
+    """Flatten `dvc exp show --json` to one dict per experiment: name, params and metrics."""
+    rows = []
+    for baseline in json.loads(dvc(cwd, "exp", "show", "--json").stdout):
+        for exp in [baseline] + [rev for e in baseline.get("experiments") or [] for rev in e["revs"]]:
+            data = exp.get("data") or {}
+            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+            metrics = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
+            rows.append({"name": exp.get("name") or exp.get("rev"), "params": params, "metrics": metrics})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git repo holding the project's files with shrunk params, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    tracked = run(REPO, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
+    for name in tracked:
+        source = REPO / name
+        if source.is_file() and not name.startswith(("metrics/", "dvc.lock", "results/")):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), SHRUNK)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "project")
+    dvc(root, "repro")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "repro")
+    return root
+
+
+def test_repro_writes_a_finite_ratio(project):
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert metrics["head"] == "film"
+    assert metrics["num_clips"] >= 1
+    assert 0 < metrics["ratio"] < float("inf")
+    manifest = json.loads((project / "data" / "latents" / "manifest.json").read_text())
+    assert manifest["kept"]["total"] == SHRUNK["data"]["num_clips"]
+    assert json.loads((project / "metrics" / "vae.json").read_text())["val_mse"] >= 0
+
+
+def test_second_repro_runs_nothing(project):
+    out = dvc(project, "repro").stdout
+    assert "Running stage" not in out
+    assert dvc(project, "status", "--json").stdout.strip() in ("{}", "")
+
+
+@pytest.mark.parametrize("head", head_names())
+def test_every_head_runs_through_exp_run_and_reruns_only_train_and_evaluate(project, head):
+    baseline = yaml.safe_load(run(project, "git", "show", "HEAD:params.yaml").stdout)["head"]
+    out = dvc(project, "exp", "run", "-n", f"head-{head}", "-S", f"head={head}").stdout
+    expected = [] if head == baseline else ["train", "evaluate"]
+    assert re.findall(r"Running stage '(\w+)'", out) == expected
+    rows = {row["name"]: row for row in exp_show(project)}
+    assert rows[f"head-{head}"]["metrics"]["head"] == head
+    assert 0 < rows[f"head-{head}"]["metrics"]["ratio"] < float("inf")
+
+
+def test_unknown_head_fails_naming_the_valid_heads_and_keeps_outputs(project):
+    watched = ["metrics/eval.json", "models/fvlm/model.safetensors", "models/fvlm/fovea_config.json"]
+    before = {name: (project / name).read_bytes() for name in watched}
+    result = dvc(project, "exp", "run", "-S", "head=nosuch", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "unknown head 'nosuch'" in message
+    for name in head_names():
+        assert name in message
+    for name in watched:
+        assert (project / name).read_bytes() == before[name], f"{name} changed"
+    run(project, "git", "checkout", "params.yaml")
+
+
+def test_exp_run_reports_the_ratio_in_exp_show(project):
+    dvc(project, "exp", "run", "-n", "film-short", "-S", "head=film", "-S", "train.steps=2")
+    rows = {row["name"]: row for row in exp_show(project)}
+    assert rows["film-short"]["params"]["train"]["steps"] == 2
+    ratio = rows["film-short"]["metrics"]["ratio"]
+    assert 0 < ratio < float("inf")
