@@ -1,25 +1,45 @@
-"""Stage `evaluate`: held-out fine and coarse losses and their ratio, into metrics/eval.json."""
+"""Stage `evaluate`: held-out metrics into metrics/eval.json, per-clip losses into
+metrics/clips.json (for the report) and decoded sample predictions into metrics/samples.png."""
 
 import argparse
 from pathlib import Path
 
-from fovea.evaluate import evaluate
+from fovea.evaluate import clip_table, evaluate
 from fovea.io import write_json_atomic
+from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
+from fovea.plots import save_samples_image
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--model", type=Path, default=Path("models/fvlm"))
+    parser.add_argument("--vae", type=Path, default=Path("models/vae"))
     parser.add_argument("--latents", type=Path, default=Path("data/latents"))
     parser.add_argument("--out", type=Path, default=Path("metrics/eval.json"))
+    parser.add_argument("--clips", type=Path, default=Path("metrics/clips.json"))
+    parser.add_argument("--samples", type=Path, default=Path("metrics/samples.png"))
     args = parser.parse_args()
 
     params = load_params(args.params)
-    metrics = evaluate(args.model, args.latents / "val", batch_size=params.eval.batch_size)
+    metrics, _, val = evaluate(
+        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed
+    )
     write_json_atomic(args.out, metrics)
-    print(f"evaluate: {metrics}")
+    write_json_atomic(args.clips, clip_table(val, args.latents / "val"))
+    shown = slice(0, params.eval.sample_clips)
+    save_samples_image(
+        VaeCodec(load_vae(args.vae)).decode,
+        val.target[shown].numpy(), val.pred_fine[shown].numpy(), val.pred_coarse[shown].numpy(),
+        args.samples,
+        title=f"{metrics['head']}: val clips, frames 2..T",
+    )
+    print(
+        f"evaluate: {metrics['head']} ratio {metrics['ratio']:.4f} "
+        f"[{metrics['ratio_ci_low']:.4f}, {metrics['ratio_ci_high']:.4f}] over {metrics['num_clips']} clips; "
+        f"samples -> {args.samples}"
+    )
 
 
 if __name__ == "__main__":

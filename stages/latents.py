@@ -27,6 +27,7 @@ def main() -> None:
         size=params.frames.size,
         val_fraction=params.data.val_fraction,
         clips_per_shard=params.data.clips_per_shard,
+        fps=params.frames.fps,
     )
     print(f"latents: kept {manifest['kept']}, skipped {manifest['skipped']}")
 

@@ -20,10 +20,15 @@ def main() -> None:
 
     params = load_params(args.params)
     frames_of = lambda split: iter_training_frames(  # noqa: E731
-        args.videos, params.frames.num, params.frames.size, params.data.val_fraction, split=split
+        args.videos,
+        params.frames.num,
+        params.frames.size,
+        params.data.val_fraction,
+        split=split,
+        fps=params.frames.fps,
     )
     if params.vae.name == "tiny":
-        vae = fit_tiny_vae(frames_of("train"), params.vae, params.seed)
+        vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed)
     else:
         vae = load_vae(params.vae.name)
     with atomic_directory(args.out) as tmp:

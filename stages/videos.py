@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from fovea.data.videos import write_synthetic_videos
+from fovea.data.sources import write_videos
+from fovea.data.videos import VideoSourceError
 from fovea.params import load_params
 
 
@@ -14,8 +15,14 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    summary = write_synthetic_videos(params.data, params.seed, args.out)
-    print(f"videos: {summary}")
+    try:
+        summary = write_videos(params.data, params.data.seed, args.out)
+    except VideoSourceError as error:
+        # Nothing usable (or an unreadable input): the message holds the counts by reason.
+        raise SystemExit(f"videos: {error}") from None
+    # Real sources return their report (also in <out>/report.json); its examples are long.
+    shown = {key: value for key, value in summary.items() if key != "examples"}
+    print(f"videos: {shown}")
 
 
 if __name__ == "__main__":

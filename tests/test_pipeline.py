@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,23 @@ SHRUNK = {
     "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,
                        "llm_layers": 1, "attention_heads": 2}},
     "train": {"steps": 3, "batch_size": 2, "warmup": 1},
-    "eval": {"batch_size": 4},
+    "eval": {"batch_size": 4, "bootstrap": 200, "sample_clips": 2},
+    # Narrow heads: the pipeline's wiring is under test here, not the heads' capacity.
+    "heads": {
+        "film": {"channels": [8, 16, 32], "film_hidden": 32},
+        "mlp": {"hidden": 64},
+        "xattn": {"channels": [8, 16, 32], "heads": 2, "pos_dim": 8, "query_hidden": 32},
+        "sfilm": {"channels": [8, 16, 32], "film_hidden": 32, "pos_dim": 8},
+        "stx": {"channels": [8, 16], "heads": 2, "context_tokens": 2, "mlp_ratio": 2},
+    },
 }
+QUEUE_TIMEOUT_S = 900
 
 
 def _merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
+    merged = dict(base or {})
     for key, value in override.items():
-        merged[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+        merged[key] = _merge(merged.get(key), value) if isinstance(value, dict) else value
     return merged
 
 
@@ -138,3 +148,37 @@ def test_exp_run_reports_the_ratio_in_exp_show(project):
     assert rows["film-short"]["params"]["train"]["steps"] == 2
     ratio = rows["film-short"]["metrics"]["ratio"]
     assert 0 < ratio < float("inf")
+
+
+def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project):
+    dvc(project, "exp", "run", "--queue", "-S", "head=film,mlp", "-S", "seed=0,1")
+    dvc(project, "queue", "start", "-j", "1")
+    deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    while re.search(r"\b(Queued|Running)\b", dvc(project, "queue", "status").stdout):
+        assert time.monotonic() < deadline, dvc(project, "queue", "status").stdout
+        time.sleep(2)
+    status = dvc(project, "queue", "status").stdout
+    assert "Failed" not in status, status + dvc(project, "queue", "logs", "--fail", check=False).stdout
+
+    runs = {(row["params"].get("head"), row["params"].get("seed")) for row in exp_show(project)
+            if row["metrics"].get("ratio") is not None}
+    assert {("film", 0), ("film", 1), ("mlp", 0), ("mlp", 1)} <= runs
+
+    run(project, sys.executable, "stages/report.py", "--bootstrap", "300")
+    report = (project / "results" / "comparison.md").read_text()
+    for row in ("| film | 0, 1 |", "| mlp | 0, 1 |"):
+        assert row in report, report
+    assert re.search(r"\| mlp \|.*\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|", report)  # paired diff
+    assert "verdict" in report and ("no improvement" in report or "improvement (" in report)
+    for picture in ("ratio_by_head.png", "samples.png"):
+        data = (project / "results" / picture).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_metrics_diff_shows_the_new_metrics(project):
+    names = {row["name"] for row in exp_show(project) if row["metrics"].get("ratio") is not None}
+    assert "head-mlp" in names
+    out = dvc(project, "metrics", "diff", "HEAD", "head-mlp", "--json").stdout
+    changed = json.loads(out)["metrics/eval.json"]
+    for key in ("ratio", "ratio_ci_low", "ratio_ci_high", "fine_win_rate", "copy_loss", "h_shuffle_gap"):
+        assert key in changed, sorted(changed)

@@ -1,7 +1,14 @@
-"""Held-out evaluation: per-clip fine and coarse losses on the val split, and the ratio."""
+"""Held-out evaluation on the val split.
+
+Besides the headline ``ratio = loss_coarse / loss_fine`` it reports what makes the number
+trustworthy: a bootstrap interval over clips, the share of clips the fine pass wins, per-frame
+losses, a copy-the-previous-latent baseline, and how much the head uses ``h`` at all (its fine
+loss when ``h`` is swapped with another clip's or zeroed).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,53 +17,133 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fovea.data.shards import latents_eval_dataset
-from fovea.models.vlm import FoveatedVLM
+from fovea.data.shards import iter_samples, latents_eval_dataset
+from fovea.heads import count_parameters
+from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
+
+CI_LEVEL = 0.95
 
 
 @dataclass
-class ClipLosses:
-    """Per-clip, per-frame-position MSE ([clips, T])."""
+class ValOutputs:
+    """Everything evaluation needs, for every val clip ([clips, T, ...]), in val order."""
 
-    fine: np.ndarray
-    coarse: np.ndarray
+    h_fine: torch.Tensor
+    z_prev: torch.Tensor
+    target: torch.Tensor
+    pred_fine: torch.Tensor
+    pred_coarse: torch.Tensor
 
     @property
     def num_clips(self) -> int:
-        return len(self.fine)
+        return len(self.target)
+
+    def fine_loss(self) -> np.ndarray:
+        return per_frame_mse(self.pred_fine, self.target)
+
+    def coarse_loss(self) -> np.ndarray:
+        return per_frame_mse(self.pred_coarse, self.target)
 
 
-def _per_frame_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """[B, T, C, h, w] -> [B, T]."""
-    return (pred - target).pow(2).flatten(2).mean(-1)
+def per_frame_mse(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """[N, T, C, h, w] -> [N, T]."""
+    return (pred - target).pow(2).flatten(2).mean(-1).numpy()
 
 
 @torch.no_grad()
-def clip_losses(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ClipLosses:
+def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ValOutputs:
     model.eval()
-    fine, coarse = [], []
-    for frames, latents in tqdm(DataLoader(latents_eval_dataset(val_dir), batch_size=batch_size), desc="evaluate", unit="batch"):
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in ValOutputs.__dataclass_fields__}
+    loader = DataLoader(latents_eval_dataset(val_dir), batch_size=batch_size)
+    for frames, latents in tqdm(loader, desc="evaluate", unit="batch"):
         out = model.passes(frames, latents)
-        fine.append(_per_frame_mse(out.pred_fine, out.target))
-        coarse.append(_per_frame_mse(out.pred_coarse, out.target))
-    if not fine:
+        for name in parts:
+            parts[name].append(getattr(out, name))
+    if not parts["target"]:
         raise ValueError(f"no val clips found in {val_dir}")
-    return ClipLosses(fine=torch.cat(fine).numpy(), coarse=torch.cat(coarse).numpy())
+    return ValOutputs(**{name: torch.cat(chunks) for name, chunks in parts.items()})
 
 
-def summarize(losses: ClipLosses) -> dict[str, float | int]:
-    # Clips have equal length, so the mean over clips of per-clip means is the mean over all frames.
-    loss_fine = float(losses.fine.mean())
-    loss_coarse = float(losses.coarse.mean())
+@torch.no_grad()
+def fine_loss_with_h(model: FoveatedVLM, h: torch.Tensor, val: ValOutputs, batch_size: int) -> np.ndarray:
+    """Per-frame fine loss [N, T] when the head gets ``h`` instead of the clips' own."""
+    losses = []
+    for start in range(0, val.num_clips, batch_size):
+        window = slice(start, start + batch_size)
+        losses.append(per_frame_mse(model.predict(h[window], val.z_prev[window]), val.target[window]))
+    return np.concatenate(losses)
+
+
+def bootstrap_ratio_interval(
+    fine: np.ndarray, coarse: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile interval of mean(coarse) / mean(fine) over clips resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(fine), size=(samples, len(fine)))
+    ratios = coarse[picks].mean(axis=1) / fine[picks].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def summarize(model: FoveatedVLM, val: ValOutputs, batch_size: int, bootstrap: int, seed: int) -> dict:
+    fine, coarse = val.fine_loss(), val.coarse_loss()
+    fine_clip, coarse_clip = fine.mean(axis=1), coarse.mean(axis=1)
+    low, high = bootstrap_ratio_interval(fine_clip, coarse_clip, bootstrap, seed)
+
+    # Copying frame t-1 is only defined from frame 2 on (frame 1's "previous" is the learned z_init).
+    copy = per_frame_mse(val.target[:, :-1], val.target[:, 1:])
+    loss_fine_from_frame2 = float(fine[:, 1:].mean())
+
+    zero_h = fine_loss_with_h(model, torch.zeros_like(val.h_fine), val, batch_size)
+    metrics = {
+        "num_clips": val.num_clips,
+        "loss_fine": float(fine.mean()),
+        "loss_coarse": float(coarse.mean()),
+        "ratio": float(coarse.mean() / fine.mean()),
+        "ratio_ci_low": low,
+        "ratio_ci_high": high,
+        "fine_win_rate": float(np.mean(fine_clip < coarse_clip)),
+        "per_frame_loss_fine": [float(v) for v in fine.mean(axis=0)],
+        "per_frame_loss_coarse": [float(v) for v in coarse.mean(axis=0)],
+        "copy_loss": float(copy.mean()),
+        # > 0: the head beats copying the previous latent (same frames 2..T on both sides).
+        "copy_gap": float(copy.mean()) - loss_fine_from_frame2,
+        "h_zero_loss": float(zero_h.mean()),
+        "h_zero_gap": float(zero_h.mean() - fine.mean()),
+    }
+    if val.num_clips > 1:
+        # Each clip gets the next clip's h: a derangement, so no clip keeps its own.
+        shuffled_h = fine_loss_with_h(model, val.h_fine.roll(1, dims=0), val, batch_size)
+        metrics["h_shuffled_loss"] = float(shuffled_h.mean())
+        metrics["h_shuffle_gap"] = float(shuffled_h.mean() - fine.mean())
+    return metrics
+
+
+def clip_table(val: ValOutputs, val_dir: Path) -> dict[str, list]:
+    """Per-clip mean losses keyed by clip, so reports can pair clips across experiments."""
+    keys = [sample["__key__"] for sample in iter_samples(val_dir)]
+    if len(keys) != val.num_clips:
+        raise RuntimeError(f"{val_dir}: {len(keys)} keys for {val.num_clips} evaluated clips")
     return {
-        "loss_fine": loss_fine,
-        "loss_coarse": loss_coarse,
-        "ratio": loss_coarse / loss_fine,
-        "num_clips": losses.num_clips,
+        "keys": keys,
+        "loss_fine": [float(v) for v in val.fine_loss().mean(axis=1)],
+        "loss_coarse": [float(v) for v in val.coarse_loss().mean(axis=1)],
     }
 
 
-def evaluate(model_dir: Path, val_dir: Path, batch_size: int) -> dict[str, float | int | str]:
+def evaluate(
+    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int
+) -> tuple[dict, FoveatedVLM, ValOutputs]:
+    """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images)."""
     model = FoveatedVLM.load(model_dir)
-    metrics = summarize(clip_losses(model, val_dir, batch_size))
-    return {"head": model.config.head, **metrics}
+    training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
+    val = run_val(model, val_dir, batch_size)
+    metrics = {
+        "head": model.config.head,
+        "head_params": count_parameters(model.head),
+        "seed": training["seed"],
+        "train_steps": training["steps"],
+        **summarize(model, val, batch_size, bootstrap, seed),
+    }
+    return metrics, model, val

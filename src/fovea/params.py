@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,25 +31,84 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    """Where videos come from (the ``videos`` stage)."""
+    """Where videos come from (the ``videos`` stage); ``docs/sources.md`` describes each source."""
 
-    source: Literal["synthetic"] = "synthetic"
+    source: Literal["synthetic", "webvid", "shards", "folder"] = "synthetic"
+    # Seeds the data side (synthetic clips, the tiny VAE's fit) apart from the top-level `seed`,
+    # so a sweep over training seeds reuses the same clips and latents.
+    seed: int = Field(0, ge=0)
     # synthetic source
     num_clips: int = Field(64, ge=2)
     frames_per_clip: int = Field(16, ge=2)
     size: int = Field(64, ge=16, le=1024)
     fps: int = Field(8, ge=1, le=120)
     sprites: int = Field(3, ge=1, le=16)
+    # webvid source: a WebVid-format CSV or parquet (videoid, contentUrl, name, duration, ...)
+    url_list: str | None = Field(None, min_length=1, validate_default=True)
+    # shards source: existing WebDataset shards, a brace pattern (local or fsspec URL)
+    shards: str | None = Field(None, min_length=1, validate_default=True)
+    # folder source: a directory of video files, with optional captions (CSV: file, caption)
+    folder: str | None = Field(None, min_length=1, validate_default=True)
+    captions_csv: str | None = Field(None, min_length=1)
+    # selection (real sources): the first max_videos entries whose duration is in range
+    max_videos: int | None = Field(None, ge=1)
+    min_duration: float | None = Field(None, ge=0.0, description="seconds")
+    max_duration: float | None = Field(None, gt=0.0, description="seconds")
+    max_bytes: int = Field(100_000_000, ge=1, description="largest video file kept, in bytes")
+    # downloads (webvid source)
+    download_workers: int = Field(16, ge=1, le=256)
+    connect_timeout: float = Field(10.0, gt=0.0, description="seconds to open a connection")
+    read_timeout: float = Field(30.0, gt=0.0, description="seconds of silence before giving up")
+    download_timeout: float = Field(
+        300.0, gt=0.0, description="seconds one download attempt may take in all"
+    )
+    retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
+    retry_backoff: float = Field(1.0, ge=0.0, description="seconds before the first retry; doubles")
+    download_cache: str | None = Field(
+        None, min_length=1, description="download cache; default: <videos dir>_cache"
+    )
     # output layout and split
     clips_per_shard: int = Field(32, ge=1)
     val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+    @field_validator("url_list", "shards", "folder")
+    @classmethod
+    def _required_by_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # `source` is declared first, so it is already validated here (absent if it was bad).
+        needed = _SOURCE_INPUT.get(str(info.data.get("source")))
+        if value is None and needed == info.field_name:
+            raise ValueError(f"required when data.source is {info.data['source']!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _duration_range(self) -> "DataParams":
+        if (
+            self.min_duration is not None
+            and self.max_duration is not None
+            and self.min_duration > self.max_duration
+        ):
+            raise ValueError(
+                f"data.min_duration ({self.min_duration}) exceeds data.max_duration "
+                f"({self.max_duration})"
+            )
+        return self
+
+
+# The param that names each real source's input (validated as required for that source).
+_SOURCE_INPUT: dict[str, str] = {"webvid": "url_list", "shards": "shards", "folder": "folder"}
 
 
 class FrameParams(_Section):
     """How clips become model inputs (the ``latents`` stage)."""
 
-    num: int = Field(8, ge=2, description="frames sampled evenly over each clip")
+    num: int = Field(8, ge=2, description="frames sampled from each clip")
     size: int = Field(64, ge=16, le=1024, description="square crop side in pixels")
+    fps: float | None = Field(
+        None,
+        gt=0.0,
+        le=240.0,
+        description="sample num frames at this rate from the clip's start; unset: evenly over it",
+    )
 
 
 class VaeParams(_Section):
@@ -107,6 +167,8 @@ class TrainParams(_Section):
 
 class EvalParams(_Section):
     batch_size: int = Field(8, ge=1)
+    bootstrap: int = Field(1000, ge=10, description="bootstrap resamples for the ratio's interval")
+    sample_clips: int = Field(3, ge=1, description="val clips drawn in metrics/samples.png")
 
 
 class Params(_Section):

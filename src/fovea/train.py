@@ -100,5 +100,5 @@ def train(params: Params, latents_dir: Path, out_dir: Path, logger: StepLogger |
             logger.next_step()
 
     with atomic_directory(out_dir) as tmp:
-        model.save(tmp)
+        model.save(tmp, training={"seed": params.seed, "steps": cfg.steps, "final": final})
     return TrainResult(steps=cfg.steps, final=final)

@@ -61,18 +61,19 @@ class _Kept:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     indices: list[int]
     total_frames: int
+    times: list[float] | None  # seconds after the first frame, when sampled at an fps
 
 
-def _load(sample: VideoSample, num_frames: int, size: int) -> _Kept | _Skip:
+def _load(sample: VideoSample, num_frames: int, size: int, fps: float | None) -> _Kept | _Skip:
     if sample.mp4 is None:
         return _Skip(sample.key, "missing_video", "sample has no .mp4 member")
     try:
-        clip = load_clip(sample.mp4, num_frames, size)
+        clip = load_clip(sample.mp4, num_frames, size, fps=fps)
     except ClipTooShortError as error:
         return _Skip(sample.key, "too_short", str(error))
     except VideoDecodeError as error:
         return _Skip(sample.key, "corrupt", str(error))
-    return _Kept(sample, clip.frames, clip.indices, clip.total_frames)
+    return _Kept(sample, clip.frames, clip.indices, clip.total_frames, clip.times)
 
 
 def _iter_videos(videos_dir: Path) -> Iterator[VideoSample]:
@@ -143,6 +144,8 @@ def cache_latents(
     val_fraction: float,
     clips_per_shard: int,
     batch_size: int = 8,
+    *,
+    fps: float | None = None,
 ) -> dict[str, Any]:
     """Sample frames from every video, encode them, and write latents shards per split.
 
@@ -156,11 +159,14 @@ def cache_latents(
         out_dir: where the latents go.
         encode: frames uint8 [N, H, W, 3] -> latents [N, C, h, w] (already multiplied by the
             VAE's scaling factor); float16 must hold them.
-        num_frames: frames sampled evenly over each clip.
+        num_frames: frames sampled from each clip: evenly over it, or at ``fps``.
         size: square crop side.
         val_fraction: share of keys (by hash) that go to val.
         clips_per_shard: samples per output shard.
         batch_size: clips per ``encode`` call (``batch_size * num_frames`` frames).
+        fps: sample the frames at this rate from the clip's start (by timestamp) instead of
+            evenly over the clip; a clip shorter than ``(num_frames - 1) / fps`` seconds is
+            skipped as too short.
 
     Returns:
         The manifest: kept per split, skipped per reason with the first few keys, shapes,
@@ -207,6 +213,8 @@ def cache_latents(
                     "frame_indices": clip.indices,
                     "source_total_frames": clip.total_frames,
                 }
+                if clip.times is not None:
+                    metadata["frame_times"] = clip.times
                 files = latent_sample_files(
                     clip.frames, clip_latents, clip.sample.caption, metadata
                 )
@@ -217,7 +225,7 @@ def cache_latents(
         try:
             for sample in tqdm(_iter_videos(videos_dir), desc="latents", unit="clip"):
                 seen += 1
-                outcome = _load(sample, num_frames, size)
+                outcome = _load(sample, num_frames, size, fps)
                 if isinstance(outcome, _Skip):
                     skipped[outcome.reason] += 1
                     if len(skip_examples) < _MAX_SKIP_EXAMPLES:
@@ -249,6 +257,7 @@ def cache_latents(
         manifest: dict[str, Any] = {
             "videos_dir": str(videos_dir),
             "num_frames": num_frames,
+            "fps": fps,
             "size": size,
             "val_fraction": val_fraction,
             "seen": seen,
@@ -274,6 +283,8 @@ def iter_training_frames(
     val_fraction: float,
     limit: int | None = None,
     split: str = "train",
+    *,
+    fps: float | None = None,
 ) -> np.ndarray:
     """Sampled frames of one split's clips (train: fitting the tiny VAE; val: checking it).
 
@@ -282,6 +293,7 @@ def iter_training_frames(
 
     Args:
         limit: stop once this many frames are collected (``None``: all train clips).
+        fps: sample at this rate from each clip's start, as :func:`cache_latents` does.
 
     Returns:
         uint8 array [N, size, size, 3] with N <= ``limit``.
@@ -297,7 +309,7 @@ def iter_training_frames(
     for sample in progress:
         if split_of(sample.key, val_fraction) != split:
             continue
-        outcome = _load(sample, num_frames, size)
+        outcome = _load(sample, num_frames, size, fps)
         if isinstance(outcome, _Skip):
             continue
         chunks.append(outcome.frames)

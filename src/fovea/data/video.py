@@ -19,10 +19,12 @@ __all__ = [
     "ClipTooShortError",
     "SampledClip",
     "VideoDecodeError",
+    "VideoInfo",
     "decode_video",
     "encode_mp4",
     "load_clip",
     "load_clip_frames",
+    "probe_video",
     "resize_center_crop",
     "sample_frame_indices",
 ]
@@ -221,20 +223,30 @@ class SampledClip(NamedTuple):
 
     frames: np.ndarray  # uint8 [num, size, size, 3]
     indices: list[int]  # indices of the sampled frames in the decoded video
-    total_frames: int  # frames in the decoded video
+    total_frames: int  # frames in the decoded video (packets, when sampled by time)
+    # seconds from the first frame to each sampled frame (only when sampled by time)
+    times: list[float] | None = None
 
 
-def load_clip(data: bytes, num: int, size: int) -> SampledClip:
-    """Decode a video, sample ``num`` evenly spaced frames and resize/crop them to ``size``.
+def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> SampledClip:
+    """Decode a video, sample ``num`` frames and resize/crop them to ``size``.
 
-    Only the sampled frames are converted to RGB. The frame count comes from the container's
-    packets; if decoding then yields a different count (damaged streams), the clip is decoded
-    again in full and sampled from the frames that really exist.
+    With ``fps`` unset the frames are spread evenly over the whole clip, first and last
+    included. With ``fps`` set they are the frames shown at ``i / fps`` seconds after the first
+    frame (``i < num``), read from the frames' timestamps, so variable frame rate clips are
+    sampled in real time; decoding stops once the last sample time is passed.
+
+    Only the sampled frames are converted to RGB. For even sampling the frame count comes from
+    the container's packets; if decoding then yields a different count (damaged streams), the
+    clip is decoded again in full and sampled from the frames that really exist.
 
     Raises:
-        ClipTooShortError: fewer than ``num`` frames.
+        ClipTooShortError: fewer than ``num`` frames, or (with ``fps``) the last frame starts
+            before the last sample time.
         VideoDecodeError: anything else wrong with the bytes.
     """
+    if fps is not None:
+        return _load_clip_by_time(data, num, size, fps)
     total = _count_video_packets(data)
     if total < num:
         # A truncated file also has few packets: decode it fully so damage is reported as
@@ -258,6 +270,131 @@ def load_clip(data: bytes, num: int, size: int) -> SampledClip:
     return SampledClip(resize_center_crop(sampled, size), indices, total)
 
 
-def load_clip_frames(data: bytes, num: int, size: int) -> np.ndarray:
-    """Decode + evenly sample ``num`` frames + resize/centre-crop: uint8 [num, size, size, 3]."""
-    return load_clip(data, num, size).frames
+def load_clip_frames(data: bytes, num: int, size: int, fps: float | None = None) -> np.ndarray:
+    """Decode + sample ``num`` frames (evenly, or at ``fps``) + resize/centre-crop.
+
+    Returns:
+        uint8 array [num, size, size, 3].
+    """
+    return load_clip(data, num, size, fps).frames
+
+
+# Frame times are pts * time_base in floating point; this slack (far below any frame interval)
+# keeps a frame whose time rounds a hair above a sample time from missing that sample.
+_TIME_SLACK = 1e-6
+
+
+def _frame_time(frame: av.VideoFrame, index: int, stream: av.video.stream.VideoStream) -> float:
+    if frame.time is not None:
+        return float(frame.time)
+    # Raw elementary streams carry no timestamps: fall back to the nominal frame rate.
+    rate = stream.average_rate or stream.guessed_rate
+    if rate:
+        return index / float(rate)
+    raise VideoDecodeError("frames carry no timestamps and the stream states no frame rate")
+
+
+def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledClip:
+    if num < 1:
+        raise ValueError(f"num must be >= 1, got {num}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    total = _count_video_packets(data)
+    container = _open_video(data)
+    # The frame shown at time t is the last one whose timestamp is <= t. Walking the frames in
+    # order, every sample time before a frame's timestamp therefore belongs to the frame before.
+    sample_times: list[float] | None = None
+    picked: list[tuple[int, float]] = []  # (frame index, frame time) per sample
+    rgb: dict[int, np.ndarray] = {}  # converted frames; one frame can serve several samples
+    previous: tuple[int, float, av.VideoFrame] | None = None
+
+    def pick_previous() -> None:
+        assert previous is not None  # the first sample time is the first frame's time
+        index, time, frame = previous
+        if index not in rgb:
+            rgb[index] = frame.to_ndarray(format="rgb24")
+        picked.append((index, time))
+
+    try:
+        stream = container.streams.video[0]
+        for index, frame in enumerate(container.decode(stream)):
+            time = _frame_time(frame, index, stream)
+            if sample_times is None:
+                sample_times = [time + i / fps for i in range(num)]
+            elif previous is not None and time <= previous[1]:
+                continue  # a frame that does not advance the clock is never on screen
+            while len(picked) < num and sample_times[len(picked)] < time - _TIME_SLACK:
+                pick_previous()
+            if len(picked) == num:
+                break
+            previous = (index, time, frame)
+        else:
+            # End of the clip: the last frame serves the sample times it does not precede.
+            while (
+                previous is not None
+                and sample_times is not None
+                and len(picked) < num
+                and sample_times[len(picked)] <= previous[1] + _TIME_SLACK
+            ):
+                pick_previous()
+    except _DECODE_FAILURES as error:
+        raise VideoDecodeError(f"decoding failed: {type(error).__name__}: {error}") from error
+    finally:
+        container.close()
+
+    if sample_times is None or previous is None:
+        raise VideoDecodeError("no frames could be decoded")
+    if len(picked) < num:
+        start = sample_times[0]
+        raise ClipTooShortError(
+            f"clip's frames span {previous[1] - start:.3f}s, shorter than the "
+            f"{sample_times[-1] - start:.3f}s that {num} frames at {fps:g} fps need"
+        )
+    frames = _stack([rgb[index] for index, _ in picked])
+    start = sample_times[0]
+    times = [round(time - start, 6) for _, time in picked]
+    return SampledClip(
+        resize_center_crop(frames, size), [index for index, _ in picked], total, times
+    )
+
+
+class VideoInfo(NamedTuple):
+    """What a container says about its first video stream, without decoding it."""
+
+    container: str  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # e.g. "h264", "vp9"
+    width: int
+    height: int
+    duration: float | None  # seconds; None when the container does not say
+    frame_rate: float | None  # the stream's average frame rate; None when unknown
+
+
+def probe_video(data: bytes) -> VideoInfo:
+    """Open the bytes as a container and describe its video stream (nothing is decoded).
+
+    Raises:
+        VideoDecodeError: the bytes are empty, not a container PyAV can open, or hold no
+            video stream.
+    """
+    container = _open_video(data)
+    try:
+        stream = container.streams.video[0]
+        duration: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(
+            container=container.format.name,
+            codec=stream.codec_context.name,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration=duration,
+            frame_rate=float(rate) if rate else None,
+        )
+    except _DECODE_FAILURES as error:
+        detail = f"{type(error).__name__}: {error}"
+        raise VideoDecodeError(f"cannot read stream info: {detail}") from error
+    finally:
+        container.close()

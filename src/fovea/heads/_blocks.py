@@ -25,9 +25,9 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def check_divisible(width: int, heads: int, width_name: str = "width") -> None:
-    if width % heads:
-        raise ValueError(f"{width_name} ({width}) must be divisible by heads ({heads})")
+def check_divisible(dim: int, heads: int, dim_name: str = "attention width") -> None:
+    if dim % heads:
+        raise ValueError(f"{dim_name} ({dim}) must be divisible by heads ({heads})")
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -47,7 +47,12 @@ class DecoderLayer(nn.Module):
 @register_head("stx")
 class SpatialTransformerHead(nn.Module):
     """conv(z_prev) -> tokens + positions -> ``layers`` x DecoderLayer (context: ``context_tokens``
-    tokens from Linear(h)) -> final norm -> conv decoder. Token width is ``channels[-1]``."""
+    tokens from Linear(h)) -> conv decoder. Token width is ``channels[-1]``.
+
+    There is deliberately no LayerNorm before the decoder: normalising each token would discard
+    its magnitude, which here is the latent's value at that position (on a synthetic task where
+    h picks a region to change, a final norm made training several times slower).
+    """
 
     def __init__(
         self,
@@ -75,7 +80,6 @@ class SpatialTransformerHead(nn.Module):
         self.positions = PositionEmbedding(height, width, dim)
         self.h_to_context = nn.Linear(h_dim, context_tokens * dim)
         self.layers = nn.ModuleList(DecoderLayer(dim, heads, mlp_ratio) for _ in range(layers))
-        self.final_norm = nn.LayerNorm(dim)
         self.decoder = conv_decoder(channels, latent_channels)
 
     def forward(self, h: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
@@ -83,4 +87,4 @@ class SpatialTransformerHead(nn.Module):
         context = self.h_to_context(h).unflatten(1, (self.context_tokens, -1))  # [N, T, D]
         for layer in self.layers:
             tokens = layer(tokens, context)
-        return self.decoder(map_from_tokens(self.final_norm(tokens), self.height, self.width))
+        return self.decoder(map_from_tokens(tokens, self.height, self.width))

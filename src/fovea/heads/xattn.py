@@ -13,6 +13,7 @@ from fovea.heads._blocks import (
     MultiHeadAttention,
     PositionEmbedding,
     check_channels,
+    check_divisible,
     check_positive,
     conv_decoder,
     conv_encoder,
@@ -48,6 +49,7 @@ class CrossAttentionHead(nn.Module):
         channels = check_channels(channels)
         check_positive(h_dim=h_dim, latent_channels=latent_channels, height=height, width=width, heads=heads, pos_dim=pos_dim, query_hidden=query_hidden)
         dim = channels[-1]
+        check_divisible(dim, heads, "channels[-1]")
         self.height, self.width = height, width
         self.encoder = conv_encoder(latent_channels, channels)
         self.positions = PositionEmbedding(height, width, pos_dim)

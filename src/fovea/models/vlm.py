@@ -37,6 +37,7 @@ CONFIG_FILE = "fovea_config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
 LLM_CONFIG_FILE = "llm_config.json"
+TRAINING_FILE = "training.json"  # how the weights were trained: seed, steps, final losses
 
 
 @dataclass
@@ -148,8 +149,10 @@ class FoveatedVLM(nn.Module):
         llm = load_llm(config.llm, tiny_llama_config(tiny["llm_dim"], tiny["llm_layers"], tiny["attention_heads"]))
         return cls(config, dinov2, llm)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, training: dict[str, Any] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        if training is not None:
+            (directory / TRAINING_FILE).write_text(json.dumps(training, indent=2))
         (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
         (directory / ENCODER_CONFIG_FILE).write_text(self.encoder.dinov2.config.to_json_string())
         (directory / LLM_CONFIG_FILE).write_text(self.llm.config.to_json_string())

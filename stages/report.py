@@ -1,0 +1,53 @@
+"""Compare every DVC experiment: results/comparison.md, results/ratio_by_head.png and
+results/samples.png (decoded predictions of the workspace's model).
+
+Run it after `dvc exp run` / `dvc queue start` (it is not a pipeline stage: it reads all
+experiments, not one)."""
+
+import argparse
+from pathlib import Path
+
+from fovea.evaluate import run_val
+from fovea.models.vae import VaeCodec, load_vae
+from fovea.models.vlm import FoveatedVLM
+from fovea.params import load_params
+from fovea.plots import save_ratio_plot, save_samples_image
+from fovea.report import THRESHOLDS, ReportError, comparison_markdown, read_experiments, summarize_heads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    args = parser.parse_args()
+
+    params = load_params(args.repo / args.params)
+    experiments = read_experiments(args.repo)
+    if not experiments:
+        raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
+    summaries = summarize_heads(experiments, samples=args.bootstrap, seed=params.seed)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "comparison.md").write_text(comparison_markdown(summaries))
+    with_ci = [s for s in summaries if s.ratio_ci]
+    save_ratio_plot(
+        [s.head for s in with_ci], [s.ratio for s in with_ci],
+        [s.ratio_ci[0] for s in with_ci], [s.ratio_ci[1] for s in with_ci],
+        args.out / "ratio_by_head.png", thresholds=THRESHOLDS,
+    )
+
+    model = FoveatedVLM.load(args.repo / "models" / "fvlm")
+    val = run_val(model, args.repo / "data" / "latents" / "val", params.eval.batch_size)
+    shown = slice(0, params.eval.sample_clips)
+    save_samples_image(
+        VaeCodec(load_vae(args.repo / "models" / "vae")).decode,
+        val.target[shown].numpy(), val.pred_fine[shown].numpy(), val.pred_coarse[shown].numpy(),
+        args.out / "samples.png", title=f"workspace model ({model.config.head}): val clips, frames 2..T",
+    )
+    print(f"report: {len(experiments)} experiments, heads {[s.head for s in summaries]} -> {args.out}/")
+
+
+if __name__ == "__main__":
+    main()

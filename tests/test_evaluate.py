@@ -1,0 +1,95 @@
+"""Evaluation statistics: the bootstrap interval and the h-ablation."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fovea.evaluate import ValOutputs, bootstrap_ratio_interval, summarize
+from fovea.models.vlm import FoveatedVLM, VLMConfig
+from fovea.params import parse_params
+
+
+def _clip_losses(clips: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    fine = rng.gamma(4.0, 0.05, size=clips)
+    coarse = fine * rng.normal(1.1, 0.1, size=clips)
+    return fine, coarse
+
+
+def test_ratio_interval_contains_the_ratio_and_narrows_with_more_clips():
+    widths = []
+    for clips in (10, 40, 160, 640):
+        fine, coarse = _clip_losses(clips, seed=clips)
+        low, high = bootstrap_ratio_interval(fine, coarse, samples=2000, seed=0)
+        assert low <= coarse.mean() / fine.mean() <= high
+        widths.append(high - low)
+    assert all(a > b for a, b in zip(widths, widths[1:])), widths
+    # The width of a mean's interval shrinks like 1/sqrt(n): 64x the clips, about 1/8 the width.
+    assert widths[-1] < widths[0] / 4
+
+
+def test_ratio_interval_is_reproducible_for_a_seed():
+    fine, coarse = _clip_losses(50, seed=3)
+    assert bootstrap_ratio_interval(fine, coarse, 500, seed=7) == bootstrap_ratio_interval(fine, coarse, 500, seed=7)
+
+
+class IgnoresH(nn.Module):
+    """Predicts from z_prev alone."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
+        return self.conv(z_prev)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> FoveatedVLM:
+    params = parse_params({"frames": {"size": 32}, "vae": {"block_channels": [8, 8, 8]},
+                           "heads": {"sfilm": {"channels": [8, 8, 8], "film_hidden": 16, "pos_dim": 8}},
+                           "head": "sfilm"})
+    torch.manual_seed(0)
+    return FoveatedVLM.build(VLMConfig.from_params(params, (4, 4, 4))).eval()
+
+
+def _val_outputs(model: FoveatedVLM, clips: int = 6, steps: int = 4) -> ValOutputs:
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (clips, steps, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    latents = torch.randn(clips, steps, 4, 4, 4, generator=generator)
+    with torch.no_grad():
+        out = model.passes(frames, latents)
+    return ValOutputs(out.h_fine, out.z_prev, out.target, out.pred_fine, out.pred_coarse)
+
+
+def test_h_ablation_gap_is_zero_for_a_head_that_ignores_h(tiny_model):
+    original = tiny_model.head
+    tiny_model.head = IgnoresH(4)
+    try:
+        val = _val_outputs(tiny_model)
+        metrics = summarize(tiny_model, val, batch_size=4, bootstrap=100, seed=0)
+    finally:
+        tiny_model.head = original
+    assert metrics["h_shuffle_gap"] == 0.0
+    assert metrics["h_zero_gap"] == 0.0
+    # and fine equals coarse: with h ignored the two passes predict the same
+    assert metrics["ratio"] == pytest.approx(1.0)
+
+
+def test_h_ablation_gap_is_not_zero_for_a_head_that_uses_h(tiny_model):
+    metrics = summarize(tiny_model, _val_outputs(tiny_model), batch_size=4, bootstrap=100, seed=0)
+    assert metrics["h_shuffle_gap"] != 0.0 and metrics["h_zero_gap"] != 0.0
+
+
+def test_summary_fields_are_consistent(tiny_model):
+    val = _val_outputs(tiny_model)
+    metrics = summarize(tiny_model, val, batch_size=4, bootstrap=200, seed=0)
+    assert metrics["num_clips"] == 6
+    assert metrics["ratio"] == pytest.approx(metrics["loss_coarse"] / metrics["loss_fine"])
+    assert metrics["ratio_ci_low"] <= metrics["ratio"] <= metrics["ratio_ci_high"]
+    assert 0.0 <= metrics["fine_win_rate"] <= 1.0
+    assert len(metrics["per_frame_loss_fine"]) == len(metrics["per_frame_loss_coarse"]) == 4
+    assert np.mean(metrics["per_frame_loss_fine"]) == pytest.approx(metrics["loss_fine"], rel=1e-5)
+    copy = (val.target[:, 1:] - val.target[:, :-1]).pow(2).mean().item()
+    assert metrics["copy_loss"] == pytest.approx(copy, rel=1e-5)
