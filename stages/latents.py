@@ -1,9 +1,11 @@
 """Stage `latents`: decode, sample and crop every clip, encode it with the VAE and write
-train/val latent shards plus a manifest of kept and skipped clips."""
+train/val latent shards plus a manifest of kept and skipped clips. Runs under `python` or
+`accelerate launch` (params: compute.*): processes share the videos, process 0 gathers."""
 
 import argparse
 from pathlib import Path
 
+from fovea.compute import process_state
 from fovea.data.latents import cache_latents
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
@@ -18,7 +20,8 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    codec = VaeCodec(load_vae(args.vae))
+    state = process_state(params.compute)
+    codec = VaeCodec(load_vae(args.vae), device=state.device)
     manifest = cache_latents(
         args.videos,
         args.out,
@@ -28,8 +31,13 @@ def main() -> None:
         val_fraction=params.data.val_fraction,
         clips_per_shard=params.data.clips_per_shard,
         fps=params.frames.fps,
+        num_workers=params.compute.num_workers,
+        rank=state.process_index,
+        world_size=state.num_processes,
+        barrier=state.wait_for_everyone,
     )
-    print(f"latents: kept {manifest['kept']}, skipped {manifest['skipped']}")
+    if manifest is not None:
+        print(f"latents: kept {manifest['kept']}, skipped {manifest['skipped']} ({state.num_processes} process(es))")
 
 
 if __name__ == "__main__":

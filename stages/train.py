@@ -1,12 +1,15 @@
 """Stage `train`: train the FoveatedVLM with the head named by `head`, log curves with dvclive,
-and save the checkpoint (weights + the config that built them)."""
+and save the checkpoint (weights + the config that built them). Runs under `python` or
+`accelerate launch` (params: compute.*)."""
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from dvclive import Live
 
 from fovea.params import load_params
+from fovea.compute import make_accelerator
 from fovea.train import train
 
 
@@ -19,10 +22,17 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    # dvc.yaml owns the plot declarations; dvclive only writes the step files.
-    with Live(dir=str(args.live), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        result = train(params, args.latents, args.out, logger=live)
-    print(f"train: {result.steps} steps, final {result.final}")
+    accelerator = make_accelerator(params.compute, params.train.grad_accum)
+    # Only the main process logs; dvc.yaml owns the plot declarations, dvclive writes the step files.
+    live = (
+        Live(dir=str(args.live), save_dvc_exp=False, dvcyaml=None, report=None)
+        if accelerator.is_main_process
+        else contextlib.nullcontext()
+    )
+    with live as logger:
+        result = train(params, args.latents, args.out, logger=logger, accelerator=accelerator)
+    if accelerator.is_main_process:
+        print(f"train: {result.steps} steps on {accelerator.num_processes} process(es), final {result.final}")
 
 
 if __name__ == "__main__":

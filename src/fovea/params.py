@@ -163,6 +163,29 @@ class TrainParams(_Section):
     lambda_coarse: float = Field(1.0, ge=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
+    # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the
+    # built model's weights: fovea.models.init.init_from_checkpoint says what it loads.
+    init_from: str | None = Field(None, min_length=1, description="checkpoint directory to start from")
+
+
+class ComputeParams(_Section):
+    """Where and how the latents and train stages run."""
+
+    # The command prefix dvc.yaml runs those stages with: `python`, or an `accelerate launch ...`
+    # line for several GPUs or nodes (README: "Scale out").
+    launch: str = "python"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bf16 autocast on CUDA, fp32 on CPU.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    num_workers: int = Field(1, ge=0, description="DataLoader worker processes (decoding, shard reading)")
+    compile: bool = False
+
+    @field_validator("launch")
+    @classmethod
+    def _known_launcher(cls, value: str) -> str:
+        if not (value == "python" or value.startswith("python ") or value.startswith("accelerate launch")):
+            raise ValueError(f"must be 'python' or start with 'accelerate launch', got {value!r}")
+        return value
 
 
 class EvalParams(_Section):
@@ -181,6 +204,7 @@ class Params(_Section):
     model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     eval: EvalParams = Field(default_factory=EvalParams)
+    compute: ComputeParams = Field(default_factory=ComputeParams)
 
     @field_validator("head")
     @classmethod

@@ -1,4 +1,9 @@
-"""Training the FoveatedVLM on cached latents: AdamW, linear warmup, gradient accumulation."""
+"""Training the FoveatedVLM on cached latents: AdamW, linear warmup, gradient accumulation.
+
+Runs the same under plain ``python`` and under ``accelerate launch`` (DDP over GPUs, nodes or,
+for tests, CPU processes with gloo): gradients are averaged across ranks, each rank reads its
+own shuffled stream of the training shards, and only the main process logs and saves.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,21 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fovea.data.shards import latents_train_dataset
 from fovea.io import atomic_directory
 from fovea.models.vlm import FoveatedVLM, VLMConfig
+from fovea.compute import make_accelerator
 from fovea.params import Params
+
+LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,54 +60,90 @@ def warmup_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
-def _micro_batches(loader, accumulate: int) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
-    iterator = iter(loader)
-    while True:
-        yield [next(iterator) for _ in range(accumulate)]
+def training_loader(latents_dir: Path, params: Params, rank: int) -> DataLoader:
+    # Each rank shuffles the shards with its own seed: statistically independent streams,
+    # identical across reruns of the same (seed, rank, num_workers).
+    dataset = latents_train_dataset(latents_dir / "train", seed=params.seed + 7919 * rank)
+    workers = params.compute.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=params.train.batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
-def train(params: Params, latents_dir: Path, out_dir: Path, logger: StepLogger | None = None) -> TrainResult:
+def train(
+    params: Params,
+    latents_dir: Path,
+    out_dir: Path,
+    logger: StepLogger | None = None,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
     """Train ``params.head`` and save the checkpoint to ``out_dir`` (written whole, then renamed)."""
-    seed_everything(params.seed)
+    cfg = params.train
+    accelerator = accelerator or make_accelerator(params.compute, cfg.grad_accum)
+    seed_everything(params.seed)  # the same initial weights on every rank
     config = VLMConfig.from_params(params, latent_shape_from_manifest(latents_dir))
     model = FoveatedVLM.build(config)
     model.train()
 
-    cfg = params.train
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup))
-    loader = DataLoader(latents_train_dataset(latents_dir / "train", seed=params.seed), batch_size=cfg.batch_size)
+    if params.compute.compile:
+        model = torch.compile(model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    batches = iter(training_loader(latents_dir, params, accelerator.process_index))
+    device = accelerator.device
 
     final: dict[str, float] = {}
-    progress = tqdm(range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step")
-    batches = _micro_batches(loader, cfg.grad_accum)
+    progress = tqdm(
+        range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step", disable=not accelerator.is_main_process
+    )
     for step in progress:
-        totals = {"loss": 0.0, "loss_fine": 0.0, "loss_coarse": 0.0}
-        for frames, latents in next(batches):
-            losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse)
-            (losses["loss"] / cfg.grad_accum).backward()
-            for key in totals:
-                totals[key] += losses[key].item() / cfg.grad_accum
-        if not all(math.isfinite(v) for v in totals.values()):
-            raise TrainingDiverged(
-                f"non-finite loss at step {step}: "
-                + ", ".join(f"{k}={v}" for k, v in totals.items())
-                + f" (head {params.head}, lr {cfg.lr}); try a lower train.lr"
-            )
-        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        # Losses stay on the device until the step's one host transfer, for logging.
+        totals = torch.zeros(len(LOSS_NAMES), device=device)
+        for _ in range(cfg.grad_accum):
+            frames, latents = (t.to(device, non_blocking=True) for t in next(batches))
+            with accelerator.accumulate(model), accelerator.autocast():
+                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse)
+                accelerator.backward(losses["loss"])
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            totals += torch.stack([losses[name].detach().float() for name in LOSS_NAMES]) / cfg.grad_accum
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
 
-        final = {**totals, "ratio": totals["loss_coarse"] / totals["loss_fine"], "lr": lr}
+        values = dict(zip(LOSS_NAMES, accelerator.reduce(totals, reduction="mean").tolist()))
+        if not all(math.isfinite(v) for v in values.values()):
+            raise TrainingDiverged(
+                f"non-finite loss at step {step}: "
+                + ", ".join(f"{k}={v}" for k, v in values.items())
+                + f" (head {params.head}, lr {cfg.lr}); try a lower train.lr"
+            )
+        final = {**values, "ratio": values["loss_coarse"] / values["loss_fine"], "lr": lr}
         progress.set_postfix(fine=f"{final['loss_fine']:.4f}", ratio=f"{final['ratio']:.3f}")
-        if logger is not None:
+        if logger is not None and accelerator.is_main_process:
             for name, value in final.items():
                 logger.log_metric(name, value)
             logger.next_step()
 
-    with atomic_directory(out_dir) as tmp:
-        model.save(tmp, training={"seed": params.seed, "steps": cfg.steps, "final": final})
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_directory(out_dir) as tmp:
+            accelerator.unwrap_model(model, keep_torch_compile=False).save(
+                tmp,
+                training={
+                    "seed": params.seed,
+                    "steps": cfg.steps,
+                    "processes": accelerator.num_processes,
+                    "final": final,
+                },
+            )
+    accelerator.wait_for_everyone()
     return TrainResult(steps=cfg.steps, final=final)

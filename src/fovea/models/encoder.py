@@ -36,7 +36,8 @@ def tiny_dinov2_config(hidden_size: int, layers: int, heads: int, patch_size: in
 def load_dinov2(name: str, tiny_config: Dinov2Config) -> Dinov2Model:
     if name == "tiny":
         return Dinov2Model(tiny_config)
-    return load_pretrained(Dinov2Model.from_pretrained, name, "model.encoder")
+    # Weights in float32 whatever dtype they were saved in; compute precision is autocast's job.
+    return load_pretrained(Dinov2Model.from_pretrained, name, "model.encoder", dtype=torch.float32)
 
 
 @dataclass
@@ -54,6 +55,11 @@ class DeepQueryEncoder(nn.Module):
         self.frozen = freeze
         if freeze:
             self.dinov2.requires_grad_(False)
+            self.dinov2.eval()
+        # Only masked-image pretraining uses the mask token; a trainable parameter that never
+        # gets a gradient breaks DDP's gradient reduction.
+        if dinov2.embeddings.mask_token is not None:
+            dinov2.embeddings.mask_token.requires_grad_(False)
         config = dinov2.config
         self.dim = config.hidden_size
         self.num_heads = config.num_attention_heads
@@ -61,6 +67,14 @@ class DeepQueryEncoder(nn.Module):
         self.output_proj = nn.Linear(self.dim, out_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> DeepQueryEncoder:
+        super().train(mode)
+        if self.frozen:
+            # A frozen encoder is a fixed feature extractor: its dropout and drop-path (set in
+            # some pretrained configs) stay off while the rest of the model trains.
+            self.dinov2.eval()
+        return self
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
