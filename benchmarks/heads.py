@@ -73,7 +73,9 @@ def measure(variant: str, batch: int, repeats: int, device_name: str) -> dict:
     import fovea.heads._blocks as blocks
     from fovea.heads import build_head, count_parameters
 
-    name, naive = (variant[: -len(NAIVE_SUFFIX)], True) if variant.endswith(NAIVE_SUFFIX) else (variant, False)
+    name, naive = (
+        (variant[: -len(NAIVE_SUFFIX)], True) if variant.endswith(NAIVE_SUFFIX) else (variant, False)
+    )
     if naive:
         blocks.scaled_dot_product_attention = naive_attention  # this process only
 
@@ -81,7 +83,9 @@ def measure(variant: str, batch: int, repeats: int, device_name: str) -> dict:
     torch.manual_seed(0)
     head = build_head(name, **PAPER_SIZES).to(device)
     h = torch.randn(batch, PAPER_SIZES["h_dim"], device=device)
-    z_prev = torch.randn(batch, PAPER_SIZES["latent_channels"], PAPER_SIZES["height"], PAPER_SIZES["width"], device=device)
+    z_prev = torch.randn(
+        batch, PAPER_SIZES["latent_channels"], PAPER_SIZES["height"], PAPER_SIZES["width"], device=device
+    )
     target = torch.randn_like(z_prev)
 
     def step() -> None:
@@ -132,8 +136,16 @@ def measure(variant: str, batch: int, repeats: int, device_name: str) -> dict:
 
 def run_child(variant: str, args: argparse.Namespace) -> dict:
     command = [
-        sys.executable, __file__, "--child", variant, "--batch", str(args.batch),
-        "--repeats", str(args.repeats), "--device", args.device,
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--batch",
+        str(args.batch),
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        args.device,
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -145,9 +157,11 @@ def run_child(variant: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps after the measured one")
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps after the measured one")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -164,19 +178,26 @@ def main() -> None:
     from fovea.heads import head_names
 
     variants = head_names() + ["xattn" + NAIVE_SUFFIX]
+    load_before = os.getloadavg()[0]
     rows = [run_child(variant, args) for variant in variants]
 
-    threads = args.threads or torch.get_num_threads()
-    device = args.device if args.device == "cpu" else torch.cuda.get_device_name()
+    if args.device == "cpu":
+        threads = args.threads or torch.get_num_threads()
+        machine = (
+            f"cpu, {threads} torch thread(s), 1-minute load average {load_before:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after (other work on the machine inflates times, not memory)"
+        )
+        memory_method = CPU_MEMORY_METHOD
+    else:
+        machine, memory_method = torch.cuda.get_device_name(), CUDA_MEMORY_METHOD
+    sizes = "h {h_dim}, latent {latent_channels}x{height}x{width}".format(**PAPER_SIZES)
+    print(f"$ {' '.join(['python', 'benchmarks/heads.py', *sys.argv[1:]])}")
+    print("Prediction heads, one training step (forward + backward of an MSE loss) at the paper's sizes:")
+    print(f"{sizes}, batch {args.batch}, float32, {machine}, torch {torch.__version__}.")
+    print(f"time = median (min) of {args.repeats} steps after a warm-up step; each head in a fresh process.")
+    print(memory_method)
     print(
-        f"Prediction heads, one training step (forward + backward of an MSE loss) at the paper's sizes:\n"
-        f"h {PAPER_SIZES['h_dim']}, latent {PAPER_SIZES['latent_channels']}x{PAPER_SIZES['height']}x"
-        f"{PAPER_SIZES['width']}, batch {args.batch}, float32, {device}"
-        + (f", {threads} torch threads, load average {os.getloadavg()[0]:.1f} at the end" if args.device == "cpu" else "")
-        + f", torch {torch.__version__}.\n"
-        f"time = median (min) of {args.repeats} steps after a warm-up step; each head in a fresh process.\n"
-        + (CPU_MEMORY_METHOD if args.device == "cpu" else CUDA_MEMORY_METHOD)
-        + "\nxattn/naive = xattn with softmax(QK^T/sqrt(d))V written out (score matrix materialised) "
+        "xattn/naive = xattn with softmax(QK^T/sqrt(d))V written out (score matrix materialised) "
         "instead of scaled_dot_product_attention.\n"
     )
     print(f"| {'head':<12} | {'parameters':>11} | {'step ms, median (min)':>21} | {'peak MiB':>9} |")

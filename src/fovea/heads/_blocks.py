@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -48,7 +49,7 @@ def conv_decoder(channels: Sequence[int], out_channels: int) -> nn.Sequential:
     GELU between convs and none after the last, so the output can take any sign."""
     widths = [*reversed(channels), out_channels]
     layers: list[nn.Module] = []
-    for in_width, out_width in zip(widths[:-1], widths[1:]):
+    for in_width, out_width in pairwise(widths):
         layers += [conv3x3(in_width, out_width), nn.GELU()]
     return nn.Sequential(*layers[:-1])
 

@@ -39,7 +39,14 @@ class SpatialFiLMHead(nn.Module):
     ):
         super().__init__()
         channels = check_channels(channels)
-        check_positive(h_dim=h_dim, latent_channels=latent_channels, height=height, width=width, film_hidden=film_hidden, pos_dim=pos_dim)
+        check_positive(
+            h_dim=h_dim,
+            latent_channels=latent_channels,
+            height=height,
+            width=width,
+            film_hidden=film_hidden,
+            pos_dim=pos_dim,
+        )
         self.height, self.width = height, width
         self.encoder = conv_encoder(latent_channels, channels)
         self.positions = PositionEmbedding(height, width, pos_dim)

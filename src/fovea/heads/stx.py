@@ -69,8 +69,14 @@ class SpatialTransformerHead(nn.Module):
         super().__init__()
         channels = check_channels(channels)
         check_positive(
-            h_dim=h_dim, latent_channels=latent_channels, height=height, width=width,
-            layers=layers, heads=heads, context_tokens=context_tokens, mlp_ratio=mlp_ratio,
+            h_dim=h_dim,
+            latent_channels=latent_channels,
+            height=height,
+            width=width,
+            layers=layers,
+            heads=heads,
+            context_tokens=context_tokens,
+            mlp_ratio=mlp_ratio,
         )
         dim = channels[-1]
         check_divisible(dim, heads, "channels[-1]")

@@ -29,8 +29,8 @@ class CrossAttentionHead(nn.Module):
     (h, pos), one per output position; multi-head attention; conv decoder back to the latent.
 
     The query MLP matters: with a purely linear query, q(h, p) . k = a(h) . k + b(p) . k, so h
-    could only add the same bias to each key for every output position and never make
-    different positions read differently. The attention width is ``channels[-1]``; one
+    would shift every output position's logits by the same per-key bias and could not send one
+    region to read differently from another. The attention width is ``channels[-1]``; one
     ``pos_dim`` table of learned positions serves both sides, each through its own projection.
     """
 
@@ -47,7 +47,15 @@ class CrossAttentionHead(nn.Module):
     ):
         super().__init__()
         channels = check_channels(channels)
-        check_positive(h_dim=h_dim, latent_channels=latent_channels, height=height, width=width, heads=heads, pos_dim=pos_dim, query_hidden=query_hidden)
+        check_positive(
+            h_dim=h_dim,
+            latent_channels=latent_channels,
+            height=height,
+            width=width,
+            heads=heads,
+            pos_dim=pos_dim,
+            query_hidden=query_hidden,
+        )
         dim = channels[-1]
         check_divisible(dim, heads, "channels[-1]")
         self.height, self.width = height, width
