@@ -4,6 +4,7 @@ metrics/clips.json (for the report) and decoded sample predictions into metrics/
 import argparse
 from pathlib import Path
 
+from fovea.compute import use_cuda
 from fovea.evaluate import clip_table, evaluate
 from fovea.io import write_json_atomic
 from fovea.models.vae import VaeCodec, load_vae
@@ -23,14 +24,15 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    device = "cuda" if use_cuda(params.compute) else "cpu"
     metrics, _, val = evaluate(
-        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed
+        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed, device
     )
     write_json_atomic(args.out, metrics)
     write_json_atomic(args.clips, clip_table(val, args.latents / "val"))
     shown = slice(0, params.eval.sample_clips)
     save_samples_image(
-        VaeCodec(load_vae(args.vae)).decode,
+        VaeCodec(load_vae(args.vae), device=device).decode,
         val.target[shown].numpy(), val.pred_fine[shown].numpy(), val.pred_coarse[shown].numpy(),
         args.samples,
         title=f"{metrics['head']}: val clips, frames 2..T",

@@ -4,6 +4,7 @@ with `save_pretrained`, and report its reconstruction error on val frames."""
 import argparse
 from pathlib import Path
 
+from fovea.compute import use_cuda
 from fovea.data.latents import iter_training_frames
 from fovea.io import atomic_directory, write_json_atomic
 from fovea.models.vae import VaeCodec, fit_tiny_vae, load_vae, psnr
@@ -34,7 +35,8 @@ def main() -> None:
     with atomic_directory(args.out) as tmp:
         vae.save_pretrained(tmp)
 
-    mse = VaeCodec(vae).reconstruction_mse(frames_of("val"))
+    device = "cuda" if use_cuda(params.compute) else "cpu"
+    mse = VaeCodec(vae, device=device).reconstruction_mse(frames_of("val"))
     write_json_atomic(args.metrics, {"vae": params.vae.name, "val_mse": mse, "val_psnr": psnr(mse)})
     print(f"vae: val reconstruction MSE {mse:.5f} (PSNR {psnr(mse):.2f} dB)")
 

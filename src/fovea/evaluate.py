@@ -50,15 +50,21 @@ def per_frame_mse(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     return (pred - target).pow(2).flatten(2).mean(-1).numpy()
 
 
+def _model_device(model: FoveatedVLM) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ValOutputs:
+    """Both passes over every val clip on the model's device; outputs gathered on the CPU."""
     model.eval()
+    device = _model_device(model)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in ValOutputs.__dataclass_fields__}
     loader = DataLoader(latents_eval_dataset(val_dir), batch_size=batch_size)
     for frames, latents in tqdm(loader, desc="evaluate", unit="batch"):
-        out = model.passes(frames, latents)
+        out = model.passes(frames.to(device), latents.to(device))
         for name in parts:
-            parts[name].append(getattr(out, name))
+            parts[name].append(getattr(out, name).float().cpu())
     if not parts["target"]:
         raise ValueError(f"no val clips found in {val_dir}")
     return ValOutputs(**{name: torch.cat(chunks) for name, chunks in parts.items()})
@@ -68,9 +74,11 @@ def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ValOutputs:
 def fine_loss_with_h(model: FoveatedVLM, h: torch.Tensor, val: ValOutputs, batch_size: int) -> np.ndarray:
     """Per-frame fine loss [N, T] when the head gets ``h`` instead of the clips' own."""
     losses = []
+    device = _model_device(model)
     for start in range(0, val.num_clips, batch_size):
         window = slice(start, start + batch_size)
-        losses.append(per_frame_mse(model.predict(h[window], val.z_prev[window]), val.target[window]))
+        pred = model.predict(h[window].to(device), val.z_prev[window].to(device)).float().cpu()
+        losses.append(per_frame_mse(pred, val.target[window]))
     return np.concatenate(losses)
 
 
@@ -133,10 +141,10 @@ def clip_table(val: ValOutputs, val_dir: Path) -> dict[str, list]:
 
 
 def evaluate(
-    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int
+    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu"
 ) -> tuple[dict, FoveatedVLM, ValOutputs]:
     """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images)."""
-    model = FoveatedVLM.load(model_dir)
+    model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
     val = run_val(model, val_dir, batch_size)
     metrics = {

@@ -1,0 +1,40 @@
+"""Shared by the benchmark scripts: the repo's params and cached data, step timing."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from fovea.params import Params, load_params  # noqa: E402
+
+
+def repo_params() -> Params:
+    return load_params(REPO / "params.yaml")
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `dvc repro` first (benchmarks measure the default pipeline's data)")
+    return path
+
+
+class StepClock:
+    """A StepLogger that only records when each training step ended."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def log_metric(self, name: str, value: float) -> None:
+        pass
+
+    def next_step(self) -> None:
+        self.ends.append(time.perf_counter())
+
+    def median_step(self, skip: int) -> float:
+        intervals = [b - a for a, b in zip(self.ends, self.ends[1:])][skip:]
+        return statistics.median(intervals)

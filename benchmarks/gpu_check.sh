@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU check, prepared to run unattended whenever a GPU is available (well under 8 minutes):
+# the paper preset (256x256 frames, 8 frames, SD-VAE, DINOv2-small frozen, SmolLM2-135M,
+# batch 2 x 4, bf16 autocast) for a fixed number of steps on one GPU, on synthetic clips, with
+# randomly initialised models in the real architectures (no hub access needed). Prints steps per
+# second, peak GPU memory and the time of every stage.
+#
+#   bash benchmarks/gpu_check.sh            # STEPS=100 CLIPS=64 by default
+#   STEPS=200 bash benchmarks/gpu_check.sh
+#   STEPS=2 CLIPS=4 DEVICE=cpu bash benchmarks/gpu_check.sh   # a dry run of the script on a CPU
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${STEPS:-100}
+clips=${CLIPS:-64}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python benchmarks/gpu_check_setup.py --out "$work" --steps "$steps" --clips "$clips" --device "${DEVICE:-cuda}"
+timed() {  # name, command...
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; echo "stage $name failed"; exit 1; }
+  echo "stage $name: $((SECONDS - start)) s"
+}
+p=(--params "$work/params.yaml")
+timed videos python stages/videos.py "${p[@]}" --out "$work/videos"
+timed vae python stages/vae.py "${p[@]}" --videos "$work/videos" --out "$work/vae" --metrics "$work/vae.json"
+timed latents python stages/latents.py "${p[@]}" --videos "$work/videos" --vae "$work/vae" --out "$work/latents"
+timed train python stages/train.py "${p[@]}" --latents "$work/latents" --out "$work/fvlm" --live "$work/live"
+timed evaluate python stages/evaluate.py "${p[@]}" --model "$work/fvlm" --vae "$work/vae" \
+  --latents "$work/latents" --out "$work/eval.json" --clips "$work/clips.json" --samples "$work/samples.png"
+python - "$work" <<'PY'
+import json, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+training = json.loads((work / "fvlm" / "training.json").read_text())
+metrics = json.loads((work / "eval.json").read_text())
+print(f"train: {training['steps']} steps at {training['steps_per_second']:.2f} steps/s, "
+      f"peak GPU memory {training['final'].get('peak_gpu_memory_gib', float('nan')):.2f} GiB")
+print(f"eval: head {metrics['head']} ({metrics['head_params']:,} parameters), ratio {metrics['ratio']:.4f} "
+      f"over {metrics['num_clips']} val clips")
+PY

@@ -1,0 +1,69 @@
+"""Training step time: the real loop reading latent shards vs the same loop on a batch already
+in memory (target: ratio <= 1.10), and cached latents vs encoding frames with the VAE inside
+every step, as the original study did (the speed-up).
+
+    python benchmarks/train_loop.py [--steps 40]
+
+Uses the default params and the cached data of `dvc repro` (data/latents, models/vae).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+from pathlib import Path
+
+import torch
+from _common import REPO, StepClock, repo_params, require
+
+from fovea.data.shards import iter_latent_samples
+from fovea.models.vae import VaeCodec, load_vae
+from fovea.train import train
+
+
+def median_step(params, latents_dir: Path, batches=None, steps: int = 40) -> float:
+    clock = StepClock()
+    run = params.model_copy(update={"train": params.train.model_copy(update={"steps": steps})})
+    with tempfile.TemporaryDirectory() as out:
+        train(run, latents_dir, Path(out) / "fvlm", logger=clock, batches=batches)
+    return clock.median_step(skip=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=40)
+    args = parser.parse_args()
+
+    params = repo_params()
+    latents_dir = require(REPO / "data" / "latents")
+    batch = params.train.batch_size
+    samples = list(itertools.islice(iter_latent_samples(latents_dir / "train"), batch))
+    frames = torch.stack([torch.from_numpy(s.frames) for s in samples])
+    latents = torch.stack([torch.from_numpy(s.latents.astype("float32")) for s in samples])
+
+    shards = median_step(params, latents_dir, steps=args.steps)
+    memory = median_step(params, latents_dir, batches=itertools.repeat((frames, latents)), steps=args.steps)
+
+    # The original design: every step encodes its frames with the VAE before the model runs.
+    codec = VaeCodec(load_vae(require(REPO / "models" / "vae")), batch_size=64)
+
+    def encoded_in_step():
+        while True:
+            with torch.no_grad():
+                fresh = torch.from_numpy(codec.encode(frames.flatten(0, 1).numpy())).view_as(latents)
+            yield frames, fresh
+
+    in_step = median_step(params, latents_dir, batches=encoded_in_step(), steps=args.steps)
+
+    print(f"head {params.head}, batch {batch} clips x {params.frames.num} frames of {params.frames.size}px, "
+          f"{torch.get_num_threads()} threads, median of {args.steps - 6} steps")
+    print(f"  step, real loop (latent shards, {params.compute.num_workers} reader workers): {shards * 1000:8.1f} ms")
+    print(f"  step, batch already in memory:                     {memory * 1000:8.1f} ms")
+    print(f"  ratio real / in-memory: {shards / memory:.3f}   (target <= 1.10)")
+    print(f"  step, VAE encoding inside the step (original):     {in_step * 1000:8.1f} ms")
+    print(f"  speed-up of cached latents over VAE-in-step: {in_step / shards:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
