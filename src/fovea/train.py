@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -81,8 +82,12 @@ def train(
     out_dir: Path,
     logger: StepLogger | None = None,
     accelerator: Accelerator | None = None,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainResult:
-    """Train ``params.head`` and save the checkpoint to ``out_dir`` (written whole, then renamed)."""
+    """Train ``params.head`` and save the checkpoint to ``out_dir`` (written whole, then renamed).
+
+    ``batches`` replaces the shard reader (benchmarks feed batches already in memory).
+    """
     cfg = params.train
     accelerator = accelerator or make_accelerator(params.compute, cfg.grad_accum)
     seed_everything(params.seed)  # the same initial weights on every rank
@@ -96,10 +101,12 @@ def train(
     if params.compute.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    batches = iter(training_loader(latents_dir, params, accelerator.process_index))
+    if batches is None:
+        batches = iter(training_loader(latents_dir, params, accelerator.process_index))
     device = accelerator.device
 
     final: dict[str, float] = {}
+    started = time.perf_counter()
     progress = tqdm(
         range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step", disable=not accelerator.is_main_process
     )
@@ -134,6 +141,9 @@ def train(
             logger.next_step()
 
     accelerator.wait_for_everyone()
+    seconds = time.perf_counter() - started
+    if torch.cuda.is_available() and accelerator.device.type == "cuda":
+        final["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
     if accelerator.is_main_process:
         with atomic_directory(out_dir) as tmp:
             accelerator.unwrap_model(model, keep_torch_compile=False).save(
@@ -142,6 +152,7 @@ def train(
                     "seed": params.seed,
                     "steps": cfg.steps,
                     "processes": accelerator.num_processes,
+                    "steps_per_second": cfg.steps / seconds,
                     "final": final,
                 },
             )
