@@ -3,98 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_utils import SHRUNK, copy_project, dvc, exp_show, repo_params, run
 
 from fovea.heads import head_names
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-# Small enough that a stage takes seconds on 2 cores; every stage still does its real work.
-SHRUNK = {
-    "data": {"num_clips": 14, "frames_per_clip": 6, "size": 32, "clips_per_shard": 4},
-    "frames": {"num": 4, "size": 32},
-    "vae": {"block_channels": [8, 8, 8], "steps": 3, "batch_size": 4},
-    "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,
-                       "llm_layers": 1, "attention_heads": 2}},
-    "train": {"steps": 3, "batch_size": 2, "warmup": 1},
-    "eval": {"batch_size": 4, "bootstrap": 200, "sample_clips": 2},
-    # Narrow heads: the pipeline's wiring is under test here, not the heads' capacity.
-    "heads": {
-        "film": {"channels": [8, 16, 32], "film_hidden": 32},
-        "mlp": {"hidden": 64},
-        "xattn": {"channels": [8, 16, 32], "heads": 2, "pos_dim": 8, "query_hidden": 32},
-        "sfilm": {"channels": [8, 16, 32], "film_hidden": 32, "pos_dim": 8},
-        "stx": {"channels": [8, 16], "heads": 2, "context_tokens": 2, "mlp_ratio": 2},
-    },
-}
 QUEUE_TIMEOUT_S = 900
-
-
-def _merge(base: dict, override: dict) -> dict:
-    merged = dict(base or {})
-    for key, value in override.items():
-        merged[key] = _merge(merged.get(key), value) if isinstance(value, dict) else value
-    return merged
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Stage commands call `python`: make it this interpreter, whatever PATH the test runner had.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(GIT_AUTHOR_NAME="fovea-test", GIT_AUTHOR_EMAIL="test@fovea.invalid",
-               GIT_COMMITTER_NAME="fovea-test", GIT_COMMITTER_EMAIL="test@fovea.invalid",
-               DVC_NO_ANALYTICS="1")
-    return env
-
-
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(cwd, sys.executable, "-m", "dvc", *args, check=check)
-
-
-def exp_show(cwd: Path) -> list[dict]:
-    """Flatten `dvc exp show --json` to one dict per experiment: name, params and metrics."""
-    rows = []
-    for baseline in json.loads(dvc(cwd, "exp", "show", "--json").stdout):
-        for exp in [baseline] + [rev for e in baseline.get("experiments") or [] for rev in e["revs"]]:
-            data = exp.get("data") or {}
-            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
-            rows.append({"name": exp.get("name") or exp.get("rev"), "params": params, "metrics": metrics})
-    return rows
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A git repo holding the project's files with shrunk params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
-    tracked = run(REPO, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
-    for name in tracked:
-        source = REPO / name
-        if source.is_file() and not name.startswith(("metrics/", "dvc.lock", "results/")):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), SHRUNK)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(root, "git", "init", "-q")
-    run(root, "git", "add", "-A")
-    run(root, "git", "commit", "-qm", "project")
+    root = copy_project(tmp_path_factory.mktemp("project"), repo_params(SHRUNK))
     dvc(root, "repro")
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "repro")
@@ -178,7 +106,7 @@ def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project):
 def test_metrics_diff_shows_the_new_metrics(project):
     names = {row["name"] for row in exp_show(project) if row["metrics"].get("ratio") is not None}
     assert "head-mlp" in names
-    out = dvc(project, "metrics", "diff", "HEAD", "head-mlp", "--json").stdout
+    out = dvc(project, "metrics", "diff", "HEAD", "head-mlp", "--all", "--json").stdout
     changed = json.loads(out)["metrics/eval.json"]
     for key in ("ratio", "ratio_ci_low", "ratio_ci_high", "fine_win_rate", "copy_loss", "h_shuffle_gap"):
         assert key in changed, sorted(changed)

@@ -19,6 +19,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling and rename it over ``path``: readers see the old
+    file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_directory(final_dir: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``final_dir`` only on success.

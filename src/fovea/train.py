@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from fovea.data.shards import latents_train_dataset
 from fovea.io import atomic_directory
+from fovea.models.init import init_from_checkpoint
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.compute import make_accelerator
 from fovea.params import Params
@@ -93,6 +94,12 @@ def train(
     seed_everything(params.seed)  # the same initial weights on every rank
     config = VLMConfig.from_params(params, latent_shape_from_manifest(latents_dir))
     model = FoveatedVLM.build(config)
+    # Before the optimizer, compile and prepare: they wrap or rename the parameters.
+    init_report = init_from_checkpoint(model, Path(cfg.init_from)) if cfg.init_from else None
+    if init_report and accelerator.is_main_process:
+        print(f"train: init from {init_report['checkpoint']}: {init_report['loaded']} loaded, "
+              f"{init_report['skipped']} skipped {init_report['skipped_by_reason']}"
+              + (f" ({init_report['reason']})" if init_report["reason"] else ""))
     model.train()
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -153,6 +160,7 @@ def train(
                     "steps": cfg.steps,
                     "processes": accelerator.num_processes,
                     "steps_per_second": cfg.steps / seconds,
+                    "init_from": init_report,
                     "final": final,
                 },
             )

@@ -80,10 +80,13 @@ def tiny_llama_config(hidden_size: int, layers: int, heads: int) -> LlamaConfig:
 
 
 def load_llm(name: str, tiny_config: PretrainedConfig) -> nn.Module:
-    # The base model (no LM head): the recon objective needs hidden states only.
+    # The base model (no LM head): the recon objective needs hidden states only. A causal-LM
+    # checkpoint loads too; its LM head is left out. Weights are loaded in float32 whatever
+    # dtype they were saved in (transformers would keep SmolLM2's bfloat16); compute precision
+    # is autocast's job.
     if name == "tiny":
         return AutoModel.from_config(tiny_config)
-    return load_pretrained(AutoModel.from_pretrained, name, "model.llm")
+    return load_pretrained(AutoModel.from_pretrained, name, "model.llm", dtype=torch.float32)
 
 
 @dataclass
@@ -167,7 +170,8 @@ class FoveatedVLM(nn.Module):
         config = VLMConfig(**raw)
         dinov2 = Dinov2Model(Dinov2Config.from_json_file(directory / ENCODER_CONFIG_FILE))
         llm_config_dict = json.loads((directory / LLM_CONFIG_FILE).read_text())
-        llm = AutoModel.from_config(AutoConfig.for_model(**llm_config_dict))
+        # float32 whatever dtype the saved config names (from_config would follow it).
+        llm = AutoModel.from_config(AutoConfig.for_model(**llm_config_dict), dtype=torch.float32)
         model = cls(config, dinov2, llm)
         load_model(model, str(directory / WEIGHTS_FILE))
         return model
