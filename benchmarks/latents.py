@@ -1,13 +1,15 @@
 """Latent caching throughput: end-to-end frames per second (decode, resize, encode, write)
 vs VAE-encode-only frames per second on frames already in memory (target: ratio >= 0.8).
 
-    python benchmarks/latents.py
+    python benchmarks/latents.py [--clips 256] [--workers N]
 
-Uses the default params and `dvc repro`'s data/videos and models/vae.
+Uses the default params and `dvc repro`'s models/vae, on freshly generated synthetic clips
+(enough of them that process start-up does not dominate).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,23 +20,30 @@ from _common import REPO, repo_params, require
 
 from fovea.data.latents import cache_latents
 from fovea.data.shards import iter_latent_samples
+from fovea.data.videos import write_synthetic_videos
 from fovea.models.vae import VaeCodec, load_vae
 
 ENCODE_BATCH_CLIPS = 8  # cache_latents' default: clips per VAE call
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clips", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: compute.num_workers)")
+    args = parser.parse_args()
     params = repo_params()
-    videos = require(REPO / "data" / "videos")
+    workers = params.compute.num_workers if args.workers is None else args.workers
     codec = VaeCodec(load_vae(require(REPO / "models" / "vae")))
     codec.encode(np.zeros((2, params.frames.size, params.frames.size, 3), np.uint8))  # warm up
 
     with tempfile.TemporaryDirectory() as tmp:
+        videos = Path(tmp) / "videos"
+        write_synthetic_videos(params.data.model_copy(update={"num_clips": args.clips}), params.data.seed, videos)
         start = time.perf_counter()
         manifest = cache_latents(
             videos, Path(tmp) / "latents", codec.encode, num_frames=params.frames.num, size=params.frames.size,
             val_fraction=params.data.val_fraction, clips_per_shard=params.data.clips_per_shard,
-            batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps, num_workers=params.compute.num_workers,
+            batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps, num_workers=workers,
         )
         end_to_end = time.perf_counter() - start
         frames = np.concatenate([s.frames for split in ("train", "val")
@@ -48,7 +57,7 @@ def main() -> None:
     encode_only = time.perf_counter() - start
 
     print(f"{manifest['kept']['total']} clips x {params.frames.num} frames at {params.frames.size}px, "
-          f"{params.compute.num_workers} decode worker(s), {torch.get_num_threads()} threads")
+          f"{workers} decode worker(s), {torch.get_num_threads()} threads")
     print(f"  end to end (decode, resize, encode, write): {count / end_to_end:8.1f} frames/s")
     print(f"  VAE encode only (frames in memory):          {len(frames) / encode_only:8.1f} frames/s")
     print(f"  ratio: {(count / end_to_end) / (len(frames) / encode_only):.3f}   (target >= 0.8)")

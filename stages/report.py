@@ -12,7 +12,14 @@ from fovea.models.vae import VaeCodec, load_vae
 from fovea.models.vlm import FoveatedVLM
 from fovea.params import load_params
 from fovea.plots import save_ratio_plot, save_samples_image
-from fovea.report import THRESHOLDS, ReportError, comparison_markdown, read_experiments, summarize_heads
+from fovea.report import (
+    THRESHOLDS,
+    ReportError,
+    comparison_markdown,
+    read_experiments,
+    same_setup,
+    summarize_heads,
+)
 
 
 def main() -> None:
@@ -24,13 +31,13 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.repo / args.params)
-    experiments = read_experiments(args.repo)
+    experiments, left_out = same_setup(read_experiments(args.repo))
     if not experiments:
         raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
     summaries = summarize_heads(experiments, samples=args.bootstrap, seed=params.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "comparison.md").write_text(comparison_markdown(summaries))
+    (args.out / "comparison.md").write_text(comparison_markdown(summaries, left_out))
     with_ci = [s for s in summaries if s.ratio_ci]
     save_ratio_plot(
         [s.head for s in with_ci], [s.ratio for s in with_ci],

@@ -45,6 +45,14 @@ def test_second_repro_runs_nothing(project):
     assert dvc(project, "status", "--json").stdout.strip() in ("{}", "")
 
 
+def test_same_params_and_seed_give_the_same_metrics(project):
+    before = {name: (project / name).read_bytes() for name in ("metrics/eval.json", "models/fvlm/model.safetensors")}
+    dvc(project, "repro", "--force", "--single-item", "train")
+    dvc(project, "repro", "--force", "--single-item", "evaluate")
+    for name, content in before.items():
+        assert (project / name).read_bytes() == content, f"{name} differs on a rerun"
+
+
 @pytest.mark.parametrize("head", head_names())
 def test_every_head_runs_through_exp_run_and_reruns_only_train_and_evaluate(project, head):
     baseline = yaml.safe_load(run(project, "git", "show", "HEAD:params.yaml").stdout)["head"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fovea.report import Experiment, comparison_markdown, summarize_heads
+from fovea.report import Experiment, comparison_markdown, same_setup, summarize_heads
 
 
 def _experiment(head: str, seed: int, ratio: float, clips: int = 60) -> Experiment:
@@ -49,3 +49,17 @@ def test_markdown_lists_every_head_and_run(summaries):
     text = comparison_markdown(summaries)
     for name in ("| film |", "| stx |", "film-0", "film-1", "stx-0", "stx-1", "baseline", "significant"):
         assert name in text
+
+
+def test_runs_with_other_settings_are_left_out_and_named():
+    base = [_experiment("film", 0, 1.0), _experiment("stx", 0, 1.2)]
+    for exp in base:
+        exp.params["train"] = {"steps": 300}
+    base[0].rev = "workspace"
+    short = _experiment("film", 1, 1.0)
+    short.params["train"] = {"steps": 2}
+    kept, left_out = same_setup(base + [short])
+    assert kept == base
+    assert [(exp.name, diff) for exp, diff in left_out] == [("film-1", "train.steps=2")]
+    text = comparison_markdown(summarize_heads(kept, samples=200), left_out)
+    assert "- film-1 (film, seed 1): train.steps=2" in text

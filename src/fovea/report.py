@@ -90,6 +90,47 @@ def read_experiments(repo: Path) -> list[Experiment]:
     return found
 
 
+# Params that define what is compared (the head and its options) or replicated (the seed); every
+# other param must match for runs to be grouped together.
+COMPARED_KEYS = ("head", "heads", "seed")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setup_of(exp: Experiment) -> dict[str, object]:
+    """The experiment's params other than the head, its options and the seed."""
+    return _flatten({k: v for k, v in exp.params.items() if k not in COMPARED_KEYS})
+
+
+def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tuple[Experiment, str]]]:
+    """Keep the experiments whose setup matches the reference one (the workspace's when it has
+    results, else the most common); return the others with how they differ."""
+    if not experiments:
+        return [], []
+    setups = [json.dumps(setup_of(exp), sort_keys=True, default=str) for exp in experiments]
+    workspace = [s for exp, s in zip(experiments, setups) if exp.rev == "workspace"]
+    reference = workspace[0] if workspace else max(set(setups), key=setups.count)
+    reference_setup = json.loads(reference)
+    kept, left_out = [], []
+    for exp, setup in zip(experiments, setups):
+        if setup == reference:
+            kept.append(exp)
+            continue
+        theirs = setup_of(exp)
+        diffs = sorted(k for k in set(theirs) | set(reference_setup)
+                       if json.dumps(theirs.get(k), default=str) != json.dumps(reference_setup.get(k), default=str))
+        left_out.append((exp, ", ".join(f"{k}={theirs.get(k)!r}" for k in diffs[:4]) + (" ..." if len(diffs) > 4 else "")))
+    return kept, left_out
+
+
 # ------------------------------------------------------------------------------------- stats
 def _clip_arrays(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(exp.clips["loss_fine"]), np.asarray(exp.clips["loss_coarse"])
@@ -202,7 +243,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
 
 
-def comparison_markdown(summaries: list[HeadSummary]) -> str:
+def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Experiment, str]] = ()) -> str:
     lines = [
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
@@ -244,4 +285,7 @@ def comparison_markdown(summaries: list[HeadSummary]) -> str:
         for run in s.runs:
             lines.append(f"| {run.name} | {s.head} | {run.seed} | {run.metrics['ratio']:.4f} | "
                          f"{int(run.metrics.get('num_clips', 0))} |")
+    if left_out:
+        lines += ["", "Left out: runs whose other params differ from the compared setup:", ""]
+        lines += [f"- {exp.name} ({exp.head}, seed {exp.seed}): {diff}" for exp, diff in left_out]
     return "\n".join(lines) + "\n"
