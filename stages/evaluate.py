@@ -30,10 +30,9 @@ def main() -> None:
     )
     write_json_atomic(args.out, metrics)
     write_json_atomic(args.clips, clip_table(val, args.latents / "val"))
-    shown = slice(0, params.eval.sample_clips)
     save_samples_image(
         VaeCodec(load_vae(args.vae), device=device).decode,
-        val.target[shown].numpy(), val.pred_fine[shown].numpy(), val.pred_coarse[shown].numpy(),
+        *val.first_clips(params.eval.sample_clips),
         args.samples,
         title=f"{metrics['head']}: val clips, frames 2..T",
     )

@@ -47,10 +47,9 @@ def main() -> None:
 
     model = FoveatedVLM.load(args.repo / "models" / "fvlm")
     val = run_val(model, args.repo / "data" / "latents" / "val", params.eval.batch_size)
-    shown = slice(0, params.eval.sample_clips)
     save_samples_image(
         VaeCodec(load_vae(args.repo / "models" / "vae")).decode,
-        val.target[shown].numpy(), val.pred_fine[shown].numpy(), val.pred_coarse[shown].numpy(),
+        *val.first_clips(params.eval.sample_clips),
         args.out / "samples.png", title=f"workspace model ({model.config.head}): val clips, frames 2..T",
     )
     print(f"report: {len(experiments)} experiments, heads {[s.head for s in summaries]} -> {args.out}/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,19 @@ class ValOutputs:
     def num_clips(self) -> int:
         return len(self.target)
 
+    @cached_property
     def fine_loss(self) -> np.ndarray:
+        """Per-frame fine loss [N, T] (computed once: the summary and the clip table share it)."""
         return per_frame_mse(self.pred_fine, self.target)
 
+    @cached_property
     def coarse_loss(self) -> np.ndarray:
         return per_frame_mse(self.pred_coarse, self.target)
+
+    def first_clips(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Target, fine and coarse latents of the first ``count`` clips (for sample images)."""
+        shown = slice(0, count)
+        return self.target[shown].numpy(), self.pred_fine[shown].numpy(), self.pred_coarse[shown].numpy()
 
 
 def per_frame_mse(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -95,7 +104,7 @@ def bootstrap_ratio_interval(
 
 
 def summarize(model: FoveatedVLM, val: ValOutputs, batch_size: int, bootstrap: int, seed: int) -> dict:
-    fine, coarse = val.fine_loss(), val.coarse_loss()
+    fine, coarse = val.fine_loss, val.coarse_loss
     fine_clip, coarse_clip = fine.mean(axis=1), coarse.mean(axis=1)
     low, high = bootstrap_ratio_interval(fine_clip, coarse_clip, bootstrap, seed)
 
@@ -135,8 +144,8 @@ def clip_table(val: ValOutputs, val_dir: Path) -> dict[str, list]:
         raise RuntimeError(f"{val_dir}: {len(keys)} keys for {val.num_clips} evaluated clips")
     return {
         "keys": keys,
-        "loss_fine": [float(v) for v in val.fine_loss().mean(axis=1)],
-        "loss_coarse": [float(v) for v in val.coarse_loss().mean(axis=1)],
+        "loss_fine": [float(v) for v in val.fine_loss.mean(axis=1)],
+        "loss_coarse": [float(v) for v in val.coarse_loss.mean(axis=1)],
     }
 
 

@@ -11,14 +11,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling and rename it over ``path``: readers see the old
     file or the new one, never a partial one."""
@@ -30,6 +22,10 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 @contextmanager
