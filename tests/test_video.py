@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -9,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from fovea.data import video as video_module
 from fovea.data.synthetic import make_clip
 from fovea.data.video import (
     ClipTooShortError,
@@ -95,6 +97,36 @@ def test_load_clip_samples_and_crops(clip_frames: np.ndarray, mp4: bytes) -> Non
     assert clip.indices == [0, 4, 7, 11] and clip.total_frames == 12
     expected = resize_center_crop(decode_video(mp4)[clip.indices], 32)
     np.testing.assert_array_equal(clip.frames, expected)
+
+
+def _matroska(frames: np.ndarray) -> bytes:
+    """An MKV: unlike MP4 its header states no frame count, so load_clip counts packets."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def test_load_clip_counts_frames_when_the_container_states_none(clip_frames: np.ndarray) -> None:
+    mkv = _matroska(clip_frames)
+    assert av.open(io.BytesIO(mkv)).streams.video[0].frames == 0  # the case under test
+    clip = load_clip(mkv, num=4, size=32)
+    assert clip.total_frames == 12 and clip.indices == [0, 4, 7, 11]
+    np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mkv)[clip.indices], 32))
+
+
+def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(
+    mp4: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A container that states more frames than it holds: sampling must come from the real ones.
+    monkeypatch.setattr(video_module, "_declared_frame_count", lambda container: 20)
+    clip = load_clip(mp4, num=4, size=32)
+    assert clip.total_frames == 12 and clip.indices == [0, 4, 7, 11]
+    np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mp4)[clip.indices], 32))
 
 
 def _faststart_mp4(frames: np.ndarray) -> bytes:

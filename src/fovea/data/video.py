@@ -113,25 +113,37 @@ def _open_video(data: bytes) -> av.container.InputContainer:
 
 
 def _iter_rgb_frames(
-    data: bytes, wanted: set[int] | None
+    container: av.container.InputContainer, wanted: set[int] | None
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield (index, frame) for every decoded frame; frames outside ``wanted`` come as None.
 
-    Skipping the RGB conversion of unwanted frames is what makes sampling 8 frames out of a
-    long clip cheap.
+    Takes ownership of ``container`` (closes it). Skipping the RGB conversion of unwanted
+    frames is what makes sampling 8 frames out of a long clip cheap.
     """
-    container = _open_video(data)
     try:
         stream = container.streams.video[0]
         for index, frame in enumerate(container.decode(stream)):
             if wanted is None or index in wanted:
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, _to_rgb(frame)
             else:
                 yield index, None
     except _DECODE_FAILURES as error:
         raise VideoDecodeError(f"decoding failed: {type(error).__name__}: {error}") from error
     finally:
         container.close()
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    # threads=1: swscale's default starts a thread pool for every new conversion context (one
+    # per clip), which cost more than converting the few small frames sampled from a clip;
+    # parallelism comes from decoding clips in separate workers instead.
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
+def _declared_frame_count(container: av.container.InputContainer) -> int | None:
+    """The frame count the container states without demuxing (MP4's sample table), if any."""
+    frames = container.streams.video[0].frames
+    return frames if frames > 0 else None
 
 
 def _count_video_packets(data: bytes) -> int:
@@ -165,7 +177,8 @@ def decode_video(data: bytes) -> np.ndarray:
     Raises:
         VideoDecodeError: the bytes are empty, not a video, corrupt, or yield no frames.
     """
-    return _stack([frame for _, frame in _iter_rgb_frames(data, wanted=None) if frame is not None])
+    frames = _iter_rgb_frames(_open_video(data), wanted=None)
+    return _stack([frame for _, frame in frames if frame is not None])
 
 
 def sample_frame_indices(total: int, num: int) -> list[int]:
@@ -223,7 +236,7 @@ class SampledClip(NamedTuple):
 
     frames: np.ndarray  # uint8 [num, size, size, 3]
     indices: list[int]  # indices of the sampled frames in the decoded video
-    total_frames: int  # frames in the decoded video (packets, when sampled by time)
+    total_frames: int  # frames in the video (as the container states them, else its packets)
     # seconds from the first frame to each sampled frame (only when sampled by time)
     times: list[float] | None = None
 
@@ -236,9 +249,10 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
     frame (``i < num``), read from the frames' timestamps, so variable frame rate clips are
     sampled in real time; decoding stops once the last sample time is passed.
 
-    Only the sampled frames are converted to RGB. For even sampling the frame count comes from
-    the container's packets; if decoding then yields a different count (damaged streams), the
-    clip is decoded again in full and sampled from the frames that really exist.
+    Only the sampled frames are converted to RGB. For even sampling the frame count is the one
+    the container states (MP4), else counted from its packets; if decoding then yields a
+    different count (damaged streams), the clip is decoded again in full and sampled from the
+    frames that really exist.
 
     Raises:
         ClipTooShortError: fewer than ``num`` frames, or (with ``fps``) the last frame starts
@@ -247,16 +261,21 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
     """
     if fps is not None:
         return _load_clip_by_time(data, num, size, fps)
-    total = _count_video_packets(data)
-    if total < num:
-        # A truncated file also has few packets: decode it fully so damage is reported as
-        # corruption, and only a clean short clip as too short.
-        total = len(decode_video(data))
+    container = _open_video(data)
+    total = _declared_frame_count(container)
+    if total is None or total < num:
+        container.close()
+        total = _count_video_packets(data)
+        if total < num:
+            # A truncated file also has few packets: decode it fully so damage is reported as
+            # corruption, and only a clean short clip as too short.
+            total = len(decode_video(data))
+        container = _open_video(data)
     indices = sample_frame_indices(total, num)
     wanted = set(indices)
     decoded = 0
     picked: dict[int, np.ndarray] = {}
-    for index, frame in _iter_rgb_frames(data, wanted):
+    for index, frame in _iter_rgb_frames(container, wanted):
         decoded += 1
         if frame is not None:
             picked[index] = frame
@@ -299,8 +318,8 @@ def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledC
         raise ValueError(f"num must be >= 1, got {num}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    total = _count_video_packets(data)
     container = _open_video(data)
+    total = _declared_frame_count(container) or _count_video_packets(data)
     # The frame shown at time t is the last one whose timestamp is <= t. Walking the frames in
     # order, every sample time before a frame's timestamp therefore belongs to the frame before.
     sample_times: list[float] | None = None
@@ -312,7 +331,7 @@ def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledC
         assert previous is not None  # the first sample time is the first frame's time
         index, time, frame = previous
         if index not in rgb:
-            rgb[index] = frame.to_ndarray(format="rgb24")
+            rgb[index] = _to_rgb(frame)
         picked.append((index, time))
 
     try:
