@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: the repo's params and cached data, step timing."""
+"""Shared by the benchmark scripts: the path to the repo's code and data, step timing."""
 
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-
-from fovea.params import Params, load_params  # noqa: E402
-
-
-def repo_params() -> Params:
-    return load_params(REPO / "params.yaml")
 
 
 def require(path: Path) -> Path:

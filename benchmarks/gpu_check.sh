@@ -8,14 +8,19 @@
 #   bash benchmarks/gpu_check.sh            # STEPS=100 CLIPS=64 by default
 #   STEPS=200 bash benchmarks/gpu_check.sh
 #   STEPS=2 CLIPS=4 DEVICE=cpu bash benchmarks/gpu_check.sh   # a dry run of the script on a CPU
+#   BENCHMARKS=1 bash benchmarks/gpu_check.sh   # then the train-loop (BENCH_STEPS=30) and latents
+#                                               # benchmarks at this size
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Runs from a plain checkout too (no `pip install -e .`); PYTHON picks the interpreter.
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+python=${PYTHON:-python}
 steps=${STEPS:-100}
 clips=${CLIPS:-64}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python benchmarks/gpu_check_setup.py --out "$work" --steps "$steps" --clips "$clips" --device "${DEVICE:-cuda}"
+"$python" benchmarks/gpu_check_setup.py --out "$work" --steps "$steps" --clips "$clips" --device "${DEVICE:-cuda}"
 timed() {  # name, command...
   local name=$1; shift
   local start=$SECONDS
@@ -23,13 +28,13 @@ timed() {  # name, command...
   echo "stage $name: $((SECONDS - start)) s"
 }
 p=(--params "$work/params.yaml")
-timed videos python stages/videos.py "${p[@]}" --out "$work/videos"
-timed vae python stages/vae.py "${p[@]}" --videos "$work/videos" --out "$work/vae" --metrics "$work/vae.json"
-timed latents python stages/latents.py "${p[@]}" --videos "$work/videos" --vae "$work/vae" --out "$work/latents"
-timed train python stages/train.py "${p[@]}" --latents "$work/latents" --out "$work/fvlm" --live "$work/live"
-timed evaluate python stages/evaluate.py "${p[@]}" --model "$work/fvlm" --vae "$work/vae" \
+timed videos "$python" stages/videos.py "${p[@]}" --out "$work/videos"
+timed vae "$python" stages/vae.py "${p[@]}" --videos "$work/videos" --out "$work/vae" --metrics "$work/vae.json"
+timed latents "$python" stages/latents.py "${p[@]}" --videos "$work/videos" --vae "$work/vae" --out "$work/latents"
+timed train "$python" stages/train.py "${p[@]}" --latents "$work/latents" --out "$work/fvlm" --live "$work/live"
+timed evaluate "$python" stages/evaluate.py "${p[@]}" --model "$work/fvlm" --vae "$work/vae" \
   --latents "$work/latents" --out "$work/eval.json" --clips "$work/clips.json" --samples "$work/samples.png"
-python - "$work" <<'PY'
+"$python" - "$work" <<'PY'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
@@ -40,3 +45,9 @@ print(f"train: {training['steps']} steps at {training['steps_per_second']:.2f} s
 print(f"eval: head {metrics['head']} ({metrics['head_params']:,} parameters), ratio {metrics['ratio']:.4f} "
       f"over {metrics['num_clips']} val clips")
 PY
+if [[ ${BENCHMARKS:-0} == 1 ]]; then
+  echo "--- benchmarks/train_loop.py at this size"
+  "$python" benchmarks/train_loop.py "${p[@]}" --latents "$work/latents" --vae "$work/vae" --steps "${BENCH_STEPS:-30}"
+  echo "--- benchmarks/latents.py at this size"
+  "$python" benchmarks/latents.py "${p[@]}" --vae "$work/vae" --clips "$clips" --repeats 2
+fi

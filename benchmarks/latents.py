@@ -2,9 +2,10 @@
 vs VAE-encode-only frames per second on frames already in memory (target: ratio >= 0.8).
 
     python benchmarks/latents.py [--clips 256] [--workers N] [--repeats 3]
+    python benchmarks/latents.py --params P.yaml --vae DIR   # another setup (gpu_check.sh)
 
 Uses the default params and `dvc repro`'s models/vae, on freshly generated synthetic clips
-(enough of them that process start-up does not dominate).
+(enough of them that process start-up does not dominate), on compute.device.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, repo_params, require
+from _common import REPO, require
 
+from fovea.compute import process_state
 from fovea.data.latents import cache_latents
 from fovea.data.shards import iter_latent_samples
 from fovea.data.videos import write_synthetic_videos
 from fovea.models.vae import VaeCodec, load_vae
+from fovea.params import load_params
 
 ENCODE_BATCH_CLIPS = 8  # cache_latents' default: clips per VAE call
 
@@ -31,10 +34,13 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--workers", type=int, default=None, help="decode workers (default: compute.num_workers)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the fastest counts")
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    parser.add_argument("--vae", type=Path, default=REPO / "models" / "vae")
     args = parser.parse_args()
-    params = repo_params()
+    params = load_params(args.params)
     workers = params.compute.num_workers if args.workers is None else args.workers
-    codec = VaeCodec(load_vae(require(REPO / "models" / "vae")))
+    device = process_state(params.compute).device
+    codec = VaeCodec(load_vae(require(args.vae)), device=device)
     codec.encode(np.zeros((2, params.frames.size, params.frames.size, 3), np.uint8))  # warm up
 
     end_to_end, encode_only = [], []
@@ -64,7 +70,7 @@ def main() -> None:
         return f"{count / min(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
 
     print(f"{manifest['kept']['total']} clips x {params.frames.num} frames at {params.frames.size}px, "
-          f"{workers} decode worker(s), {torch.get_num_threads()} threads, best of {args.repeats} interleaved runs")
+          f"{workers} decode worker(s), {device}, {torch.get_num_threads()} threads, best of {args.repeats} interleaved runs")
     print(f"  end to end (decode, resize, encode, write): {rates(end_to_end)}")
     print(f"  VAE encode only (frames in memory):          {rates(encode_only)}")
     print(f"  ratio: {min(encode_only) / min(end_to_end):.3f}   (target >= 0.8)")

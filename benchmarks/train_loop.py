@@ -3,8 +3,10 @@ in memory (target: ratio <= 1.10), and cached latents vs encoding frames with th
 every step, as the original study did (the speed-up).
 
     python benchmarks/train_loop.py [--steps 40]
+    python benchmarks/train_loop.py --params P.yaml --latents DIR --vae DIR   # another setup
 
-Uses the default params and the cached data of `dvc repro` (data/latents, models/vae).
+Uses the default params and the cached data of `dvc repro` (data/latents, models/vae), on
+compute.device.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import REPO, StepClock, repo_params, require
+from _common import REPO, StepClock, require
 
+from fovea.compute import process_state
 from fovea.data.shards import iter_latent_samples
 from fovea.models.vae import VaeCodec, load_vae
+from fovea.params import load_params
 from fovea.train import train
 
 
@@ -33,10 +37,13 @@ def median_step(params, latents_dir: Path, batches=None, steps: int = 40) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    parser.add_argument("--latents", type=Path, default=REPO / "data" / "latents")
+    parser.add_argument("--vae", type=Path, default=REPO / "models" / "vae")
     args = parser.parse_args()
 
-    params = repo_params()
-    latents_dir = require(REPO / "data" / "latents")
+    params = load_params(args.params)
+    latents_dir = require(args.latents)
     batch = params.train.batch_size
     samples = list(itertools.islice(iter_latent_samples(latents_dir / "train"), batch))
     frames = torch.stack([torch.from_numpy(s.frames) for s in samples])
@@ -46,7 +53,7 @@ def main() -> None:
     memory = median_step(params, latents_dir, batches=itertools.repeat((frames, latents)), steps=args.steps)
 
     # The original design: every step encodes its frames with the VAE before the model runs.
-    codec = VaeCodec(load_vae(require(REPO / "models" / "vae")), batch_size=64)
+    codec = VaeCodec(load_vae(require(args.vae)), batch_size=64, device=process_state(params.compute).device)
 
     def encoded_in_step():
         while True:
@@ -57,7 +64,7 @@ def main() -> None:
     in_step = median_step(params, latents_dir, batches=encoded_in_step(), steps=args.steps)
 
     print(f"head {params.head}, batch {batch} clips x {params.frames.num} frames of {params.frames.size}px, "
-          f"{torch.get_num_threads()} threads, median of {args.steps - 6} steps")
+          f"{process_state(params.compute).device}, {torch.get_num_threads()} threads, median of {args.steps - 6} steps")
     print(f"  step, real loop (latent shards, {params.compute.num_workers} reader workers): {shards * 1000:8.1f} ms")
     print(f"  step, batch already in memory:                     {memory * 1000:8.1f} ms")
     print(f"  ratio real / in-memory: {shards / memory:.3f}   (target <= 1.10)")
