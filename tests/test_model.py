@@ -4,6 +4,7 @@ the checkpoint round trip."""
 import pytest
 import torch
 
+from fovea.models.encoder import attention_projections
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.params import parse_params
 
@@ -114,3 +115,20 @@ def test_checkpoint_round_trip(model, batch, tmp_path):
     assert loaded.config == model.config
     with torch.no_grad():
         torch.testing.assert_close(loaded(*batch)["loss"], model(*batch)["loss"])
+
+
+def test_attention_projections_rebuild_the_dinov2_layer(model):
+    # The deep-query read reuses each layer's projections by name; rebuilding the layer's own
+    # forward from them must give its output exactly, whichever layout transformers uses.
+    encoder = model.encoder
+    hidden = torch.randn(3, 5, encoder.dim, generator=torch.Generator().manual_seed(2))
+    for layer in encoder.dinov2.encoder.layer:
+        projections = attention_projections(layer.attention)
+        normed = layer.norm1(hidden)
+        q, k, v = (encoder._split_heads(proj(normed)) for proj in projections[:3])
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        rebuilt = hidden + layer.layer_scale1(projections.output(attended))
+        rebuilt = rebuilt + layer.layer_scale2(layer.mlp(layer.norm2(rebuilt)))
+        with torch.no_grad():
+            torch.testing.assert_close(rebuilt, layer(hidden), rtol=1e-5, atol=1e-5)
+        hidden = layer(hidden).detach()

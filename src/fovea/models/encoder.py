@@ -9,6 +9,7 @@ same cache serves the coarse and the fine pass, so the patch work is done once p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,23 @@ class PatchCache:
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
+
+
+class AttentionProjections(NamedTuple):
+    query: nn.Linear
+    key: nn.Linear
+    value: nn.Linear
+    output: nn.Linear
+
+
+def attention_projections(attention: nn.Module) -> AttentionProjections:
+    """The linear projections of a Dinov2 layer's attention, in either of the layouts that
+    transformers 5.x releases use: ``q_proj``/``k_proj``/``v_proj``/``o_proj`` (newer) or
+    ``attention.query``/``.key``/``.value`` plus ``output.dense`` (older, e.g. 5.17)."""
+    if hasattr(attention, "q_proj"):
+        return AttentionProjections(attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj)
+    inner = attention.attention
+    return AttentionProjections(inner.query, inner.key, inner.value, attention.output.dense)
 
 
 class DeepQueryEncoder(nn.Module):
@@ -89,8 +107,9 @@ class DeepQueryEncoder(nn.Module):
             keys, values = [], []
             for layer in self.dinov2.encoder.layer:
                 normed = layer.norm1(hidden)
-                keys.append(self._split_heads(layer.attention.k_proj(normed)))
-                values.append(self._split_heads(layer.attention.v_proj(normed)))
+                projections = attention_projections(layer.attention)
+                keys.append(self._split_heads(projections.key(normed)))
+                values.append(self._split_heads(projections.value(normed)))
                 hidden = layer(hidden)
         return PatchCache(keys, values)
 
@@ -98,10 +117,10 @@ class DeepQueryEncoder(nn.Module):
         """Queries [N, D_enc] (one per frame) -> visual tokens [N, out_dim]."""
         x = queries.unsqueeze(1)
         for layer, keys, values in zip(self.dinov2.encoder.layer, cache.keys, cache.values):
-            attention = layer.attention
-            q = self._split_heads(attention.q_proj(layer.norm1(x)))
+            projections = attention_projections(layer.attention)
+            q = self._split_heads(projections.query(layer.norm1(x)))
             attended = F.scaled_dot_product_attention(q, keys, values)
             attended = attended.transpose(1, 2).reshape(x.shape[0], 1, self.dim)
-            x = x + layer.layer_scale1(attention.o_proj(attended))
+            x = x + layer.layer_scale1(projections.output(attended))
             x = x + layer.layer_scale2(layer.mlp(layer.norm2(x)))
         return self.output_proj(self.dinov2.layernorm(x)).squeeze(1)
