@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_check.sh            # STEPS=100 CLIPS=64 by default
 #   STEPS=200 bash benchmarks/gpu_check.sh
 #   STEPS=2 CLIPS=4 DEVICE=cpu bash benchmarks/gpu_check.sh   # a dry run of the script on a CPU
+#   BATCH=8 ACCUM=1 COMPILE=1 bash benchmarks/gpu_check.sh   # other batch split / torch.compile
 #   BENCHMARKS=1 bash benchmarks/gpu_check.sh   # then the train-loop (BENCH_STEPS=30) and latents
 #                                               # benchmarks at this size
 set -euo pipefail
@@ -20,7 +21,8 @@ clips=${CLIPS:-64}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$python" benchmarks/gpu_check_setup.py --out "$work" --steps "$steps" --clips "$clips" --device "${DEVICE:-cuda}"
+"$python" benchmarks/gpu_check_setup.py --out "$work" --steps "$steps" --clips "$clips" --device "${DEVICE:-cuda}" \
+  ${BATCH:+--batch-size "$BATCH"} ${ACCUM:+--grad-accum "$ACCUM"} ${COMPILE:+--compile}
 timed() {  # name, command...
   local name=$1; shift
   local start=$SECONDS

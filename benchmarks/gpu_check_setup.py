@@ -24,6 +24,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself")
+    parser.add_argument("--batch-size", type=int, default=None, help="train.batch_size (default: the preset's)")
+    parser.add_argument("--grad-accum", type=int, default=None, help="train.grad_accum (default: the preset's)")
+    parser.add_argument("--compile", action="store_true", help="compute.compile: torch.compile the model")
     args = parser.parse_args()
 
     import torch
@@ -38,8 +41,11 @@ def main() -> None:
         **saved.params(),
         "data": {"source": "synthetic", "num_clips": args.clips, "frames_per_clip": 16, "size": 256},
         "train": {"steps": args.steps},
-        "compute": {"device": args.device, "num_workers": 4},
+        "compute": {"device": args.device, "num_workers": 4, "compile": args.compile},
     })
+    for key, value in (("batch_size", args.batch_size), ("grad_accum", args.grad_accum)):
+        if value is not None:
+            params["train"][key] = value
     parse_params(params)  # fail here, not in a stage
     (args.out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"gpu check: models and params in {args.out}")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fovea.data import latents as latents_module
 from fovea.data.latents import LatentCacheError, cache_latents, iter_training_frames
 from fovea.data.shards import (
     iter_latent_samples,
@@ -262,6 +263,24 @@ def test_cache_latents_with_an_empty_split_fails(videos_dir: Path, tmp_path: Pat
             clips_per_shard=2,
         )
     assert not (tmp_path / "latents").exists()
+
+
+def test_cache_latents_surfaces_a_writer_error_and_keeps_old_output(
+    videos_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Shards are written on a background thread: its failure must stop the run, not vanish.
+    out = tmp_path / "latents"
+    out.mkdir()
+    (out / "manifest.json").write_text("previous")
+
+    def failing_files(*args: Any, **kwargs: Any) -> dict[str, bytes]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(latents_module, "latent_sample_files", failing_files)
+    with pytest.raises(OSError, match="disk full"):
+        cache_latents(videos_dir, out, fake_encode, NUM_FRAMES, SIZE, VAL_FRACTION, clips_per_shard=2, batch_size=2)
+    assert (out / "manifest.json").read_text() == "previous"
+    assert _leftovers(tmp_path) == []
 
 
 def test_training_frames_come_from_train_clips_only(videos_dir: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,17 +220,13 @@ def _cache_part(
         (part_dir / split).mkdir(parents=True)
         sinks[split] = ShardSink(part_dir / split, clips_per_shard)
     pending: list[_Kept] = []
+    # Shards are written on a thread while the next batch is decoded and encoded; one batch in
+    # flight at most, so memory stays bounded and the writer's errors surface at the next batch.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"latents-writer-{rank}")
+    writing: Future | None = None
 
-    def flush() -> None:
-        if not pending:
-            return
-        latents = _encode_batch(encode, np.stack([clip.frames for clip in pending]))
-        if part.latents_shape is None:
-            part.latents_shape = tuple(latents.shape[1:])
-        elif tuple(latents.shape[1:]) != part.latents_shape:
-            raise LatentCacheError(f"latent shape changed from {part.latents_shape} to {latents.shape[1:]}")
-        part.stats.add(latents)
-        for clip, clip_latents in zip(pending, latents, strict=True):
+    def write(clips: list[_Kept], latents: np.ndarray) -> None:
+        for clip, clip_latents in zip(clips, latents, strict=True):
             split = split_of(clip.sample.key, val_fraction)
             metadata = {
                 **clip.sample.metadata,
@@ -243,6 +240,20 @@ def _cache_part(
             sinks[split].write(clip.sample.key, latent_sample_files(clip.frames, clip_latents, clip.sample.caption,
                                                                     metadata))
             part.kept[split] += 1
+
+    def flush() -> None:
+        nonlocal writing
+        if not pending:
+            return
+        latents = _encode_batch(encode, np.stack([clip.frames for clip in pending]))
+        if part.latents_shape is None:
+            part.latents_shape = tuple(latents.shape[1:])
+        elif tuple(latents.shape[1:]) != part.latents_shape:
+            raise LatentCacheError(f"latent shape changed from {part.latents_shape} to {latents.shape[1:]}")
+        part.stats.add(latents)
+        if writing is not None:
+            writing.result()
+        writing = writer.submit(write, list(pending), latents)
         pending.clear()
 
     decoded = torch.utils.data.DataLoader(
@@ -264,7 +275,10 @@ def _cache_part(
             if len(pending) >= batch_size:
                 flush()
         flush()
+        if writing is not None:
+            writing.result()
     finally:
+        writer.shutdown(wait=True)
         for sink in sinks.values():
             sink.close()
     return part

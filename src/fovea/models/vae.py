@@ -106,7 +106,8 @@ class VaeCodec:
         """uint8 [N, H, W, 3] -> float32 [N, C, H/f, W/f] (already times scaling_factor)."""
         chunks = []
         for start in range(0, len(frames), self.batch_size):
-            pixels = frames_to_pixels(frames[start : start + self.batch_size]).to(self.device)
+            # uint8 to the device first: a quarter of the bytes of float pixels, converted there.
+            pixels = frames_to_pixels(torch.as_tensor(frames[start : start + self.batch_size]).to(self.device))
             chunks.append((self.vae.encode(pixels).latent_dist.mean * self.scaling_factor).float().cpu())
         return torch.cat(chunks).numpy()
 
