@@ -11,6 +11,7 @@ Uses the default params and `dvc repro`'s models/vae, on freshly generated synth
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,12 @@ from fovea.params import load_params
 ENCODE_BATCH_CLIPS = 8  # cache_latents' default: clips per VAE call
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished children (decode workers)."""
+    return sum(usage.ru_utime + usage.ru_stime
+               for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=256)
@@ -44,26 +51,29 @@ def main() -> None:
     codec.encode(np.zeros((2, params.frames.size, params.frames.size, 3), np.uint8))  # warm up
 
     end_to_end, encode_only = [], []
+    cpu_end_to_end, cpu_encode_only = [], []  # CPU seconds of all processes, decode workers too
     with tempfile.TemporaryDirectory() as tmp:
         videos = Path(tmp) / "videos"
         write_synthetic_videos(params.data.model_copy(update={"num_clips": args.clips}), params.data.seed, videos)
         for repeat in range(args.repeats):
             # Interleaved, so a slow spell of a shared machine hits both sides alike.
             latents_dir = Path(tmp) / f"latents-{repeat}"
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             manifest = cache_latents(
                 videos, latents_dir, codec.encode, num_frames=params.frames.num, size=params.frames.size,
                 val_fraction=params.data.val_fraction, clips_per_shard=params.data.clips_per_shard,
                 batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps, num_workers=workers,
             )
             end_to_end.append(time.perf_counter() - start)
+            cpu_end_to_end.append(cpu_seconds() - cpu_start)
             frames = np.concatenate([s.frames for split in ("train", "val")
                                      for s in iter_latent_samples(latents_dir / split)])
             chunk = ENCODE_BATCH_CLIPS * params.frames.num
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             for first in range(0, len(frames), chunk):
                 codec.encode(frames[first:first + chunk])
             encode_only.append(time.perf_counter() - start)
+            cpu_encode_only.append(cpu_seconds() - cpu_start)
     count = manifest["kept"]["total"] * params.frames.num
 
     def rates(times: list[float]) -> str:
@@ -74,6 +84,8 @@ def main() -> None:
     print(f"  end to end (decode, resize, encode, write): {rates(end_to_end)}")
     print(f"  VAE encode only (frames in memory):          {rates(encode_only)}")
     print(f"  ratio: {min(encode_only) / min(end_to_end):.3f}   (target >= 0.8)")
+    print(f"  CPU time per frame, all processes (least of the runs): end to end "
+          f"{1000 * min(cpu_end_to_end) / count:.2f} ms, encode only {1000 * min(cpu_encode_only) / count:.2f} ms")
 
 
 if __name__ == "__main__":
