@@ -26,6 +26,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
+from video_fixtures import encode_clip, faststart_mp4
 
 from fovea.data.latents import cache_latents, iter_training_frames
 from fovea.data.shards import (
@@ -46,6 +47,7 @@ from fovea.params import DataParams, ParamsError, parse_params
 # Frame i of every test clip is a uniform grey of level 16 + 6 * i, so the index of a decoded
 # frame can be read back from its mean whatever the codec, size or crop.
 _LEVEL_BASE, _LEVEL_STEP = 16, 6
+_BIT_RATE = 4_000_000  # ample for flat frames: decoded levels stay exact
 
 
 def _frames(count: int, height: int, width: int) -> np.ndarray:
@@ -56,31 +58,6 @@ def _frames(count: int, height: int, width: int) -> np.ndarray:
 
 def _frame_index(frame: np.ndarray) -> int:
     return round((float(frame.mean()) - _LEVEL_BASE) / _LEVEL_STEP)
-
-
-def _encode(
-    frames: np.ndarray,
-    codec: str,
-    container_format: str,
-    rate: Fraction | int = 8,
-    pts_ms: list[int] | None = None,
-) -> bytes:
-    """Encode frames with any PyAV codec; ``pts_ms`` gives a variable frame rate clip."""
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.bit_rate = 4_000_000  # ample for flat frames: decoded levels stay exact
-        if pts_ms is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-            stream.time_base = Fraction(1, 1000)
-        for index, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            if pts_ms is not None:
-                video_frame.pts, video_frame.time_base = pts_ms[index], Fraction(1, 1000)
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode(None))
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -116,10 +93,12 @@ def _make_clips() -> list[Clip]:
     if "libvpx-vp9" in available:
         specs.append(("vp9-webm", "libvpx-vp9", "webm", "webm", 72, 48, 10, 14))
     clips = [
-        Clip(name, ext, _encode(_frames(count, h, w), codec, fmt, rate), _cfr_times(count, rate))
+        Clip(name, ext, encode_clip(_frames(count, h, w), codec, fmt, rate, bit_rate=_BIT_RATE),
+             _cfr_times(count, rate))
         for name, codec, fmt, ext, h, w, rate, count in specs
     ]
-    vfr = _encode(_frames(len(_VFR_MS), 48, 64), "libx264", "mp4", 8, pts_ms=_VFR_MS)
+    vfr = encode_clip(_frames(len(_VFR_MS), 48, 64), "libx264", "mp4", 8, pts_ms=_VFR_MS,
+                      bit_rate=_BIT_RATE)
     clips.append(Clip("h264-vfr", "mp4", vfr, [ms / 1000 for ms in _VFR_MS]))
     return clips
 
@@ -137,20 +116,6 @@ def _expected_indices(clip: Clip, num: int, fps: float | None) -> list[int]:
     return [
         max(j for j, t in enumerate(clip.frame_times) if t <= i / fps + 1e-9) for i in range(num)
     ]
-
-
-def _faststart_mp4(frames: np.ndarray, path: Path) -> bytes:
-    """An MP4 with its index first, so a truncated copy opens but fails while decoding.
-
-    A file, not memory: moving the index to the front rewrites the output.
-    """
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path.read_bytes()
 
 
 def _mean_pool_encoder(frames: np.ndarray) -> np.ndarray:
@@ -212,7 +177,7 @@ def test_cache_latents_keeps_every_codec_and_counts_corrupt_clips(
     tmp_path: Path, clips: list[Clip]
 ) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
-    faststart = _faststart_mp4(noise, tmp_path / "faststart.mp4")
+    faststart = faststart_mp4(noise)
     bad = {
         "corrupt-random": np.random.default_rng(1).bytes(3000),
         "corrupt-truncated": faststart[: int(len(faststart) * 0.7)],

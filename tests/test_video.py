@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 
 import av
 import numpy as np
 import pytest
+from video_fixtures import encode_clip, faststart_mp4
 
 from fovea.data import video as video_module
 from fovea.data.synthetic import make_clip
@@ -99,20 +98,8 @@ def test_load_clip_samples_and_crops(clip_frames: np.ndarray, mp4: bytes) -> Non
     np.testing.assert_array_equal(clip.frames, expected)
 
 
-def _matroska(frames: np.ndarray) -> bytes:
-    """An MKV: unlike MP4 its header states no frame count, so load_clip counts packets."""
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="matroska") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return buffer.getvalue()
-
-
 def test_load_clip_counts_frames_when_the_container_states_none(clip_frames: np.ndarray) -> None:
-    mkv = _matroska(clip_frames)
+    mkv = encode_clip(clip_frames, container_format="matroska")  # MKV states no frame count
     assert av.open(io.BytesIO(mkv)).streams.video[0].frames == 0  # the case under test
     clip = load_clip(mkv, num=4, size=32)
     assert clip.total_frames == 12 and clip.indices == [0, 4, 7, 11]
@@ -129,30 +116,9 @@ def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(
     np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mp4)[clip.indices], 32))
 
 
-def _faststart_mp4(frames: np.ndarray) -> bytes:
-    """An MP4 with its index first, so a truncated copy still opens and fails while decoding."""
-    handle, path = tempfile.mkstemp(suffix=".mp4")
-    os.close(handle)
-    try:
-        with av.open(path, mode="w", options={"movflags": "faststart"}) as container:
-            stream = container.add_stream("libx264", rate=8)
-            stream.width, stream.height, stream.pix_fmt = (
-                frames.shape[2],
-                frames.shape[1],
-                "yuv420p",
-            )
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode(None))
-        with open(path, "rb") as file:
-            return file.read()
-    finally:
-        os.remove(path)
-
-
 def _bad_inputs(mp4: bytes) -> dict[str, bytes]:
     noise = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
-    faststart = _faststart_mp4(noise)
+    faststart = faststart_mp4(noise)
     return {
         "empty": b"",
         "random": np.random.default_rng(1).bytes(4096),
