@@ -40,12 +40,11 @@ def main() -> None:
     merge_overrides(params, {
         **saved.params(),
         "data": {"source": "synthetic", "num_clips": args.clips, "frames_per_clip": 16, "size": 256},
-        "train": {"steps": args.steps},
+        "train": {"steps": args.steps,
+                  **{key: value for key, value in (("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
+                     if value is not None}},
         "compute": {"device": args.device, "num_workers": 4, "compile": args.compile},
     })
-    for key, value in (("batch_size", args.batch_size), ("grad_accum", args.grad_accum)):
-        if value is not None:
-            params["train"][key] = value
     parse_params(params)  # fail here, not in a stage
     (args.out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"gpu check: models and params in {args.out}")
