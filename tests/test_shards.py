@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,21 @@ def test_videos_shard_round_trip(tmp_path: Path) -> None:
         mp4, caption, metadata = samples[sample.key]
         assert (sample.mp4, sample.caption, sample.metadata) == (mp4, caption, metadata)
     assert _leftovers(tmp_path) == []
+
+
+def test_shard_members_are_plain_ustar_with_a_fixed_mtime(tmp_path: Path) -> None:
+    # A pax header before each member doubles the parsing on every read; a fixed mtime keeps
+    # shards byte-identical across reruns, so DVC sees unchanged outputs.
+    for attempt in ("first", "second"):
+        with write_shards(tmp_path / attempt, max_per_shard=4) as sink:
+            for i in range(3):
+                sink.write(f"clip-{i}", video_sample_files(bytes([i]) * 5, f"caption {i}", {"index": i}))
+    (shard,) = list_shards(tmp_path / "first")
+    with tarfile.open(shard) as tar:
+        members = tar.getmembers()
+    assert len(members) == 9
+    assert all(member.pax_headers == {} and member.mtime == 0 for member in members)
+    assert shard.read_bytes() == (tmp_path / "second" / shard.name).read_bytes()
 
 
 def test_latents_shard_round_trip(tmp_path: Path) -> None:

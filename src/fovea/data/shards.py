@@ -52,7 +52,9 @@ SHARD_PATTERN = "shard-%06d.tar"
 SHARD_GLOB = "shard-*.tar"
 
 # A fixed mtime inside the tars makes shards byte-identical across reruns (stable DVC hashes).
-_TAR_MTIME = 0.0
+# An int, not a float: tarfile stores a float mtime in an extra pax header before every member,
+# which doubled the header parsing on every read of the shards.
+_TAR_MTIME = 0
 
 
 # --------------------------------------------------------------------------- writing
