@@ -1,19 +1,32 @@
 """Latent caching throughput: end-to-end frames per second (decode, resize, encode, write)
 vs VAE-encode-only frames per second on frames already in memory (target: ratio >= 0.8).
 
-    python benchmarks/latents.py [--clips 256] [--workers N] [--repeats 3]
+    python benchmarks/latents.py [--clips 256] [--workers N] [--repeats 5]
     python benchmarks/latents.py --params P.yaml --vae DIR   # another setup (gpu_check.sh)
+    # N processes, as the latents stage runs under compute.launch (on CPUs Accelerate gives each
+    # process 1 thread unless OMP_NUM_THREADS says otherwise):
+    python -m accelerate.commands.launch --multi_gpu --num_processes 2 benchmarks/latents.py
 
 Uses the default params and `dvc repro`'s models/vae, on freshly generated synthetic clips
-(enough of them that process start-up does not dominate), on compute.device.
+(enough of them that process start-up does not dominate), on compute.device. With several
+processes both sides use all of them: the stage's own split of the videos end to end, and an
+even split of the same frames for encoding only; a side's time is from the barrier before it
+to the barrier after it, process 0's gathering of the shards included.
+
+The two sides run alternately; the ratio is the median over adjacent pairs of runs, which
+share the machine's state, so a slow or fast spell of a shared machine cancels out (the ratio
+of the two best runs would pair runs from different moments).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,57 +49,97 @@ def cpu_seconds() -> float:
                for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
+def all_processes_sum(value: float, world_size: int) -> float:
+    if world_size == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(total)
+    return float(total.item())
+
+
+def shared_workdir(rank: int, world_size: int) -> Path:
+    """A temporary folder made by process 0, its path sent to the others (one machine)."""
+    path = [tempfile.mkdtemp(prefix="fovea-latents-bench-") if rank == 0 else None]
+    if world_size > 1:
+        torch.distributed.broadcast_object_list(path, src=0)
+    return Path(path[0])
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: compute.num_workers)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the fastest counts")
+    parser.add_argument("--workers", type=int, default=None, help="decode workers per process (default: compute.num_workers)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each side")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--vae", type=Path, default=REPO / "models" / "vae")
     args = parser.parse_args()
     params = load_params(args.params)
     workers = params.compute.num_workers if args.workers is None else args.workers
-    device = process_state(params.compute).device
-    codec = VaeCodec(load_vae(require(args.vae)), device=device)
+    state = process_state(params.compute)
+    rank, world_size, barrier = state.process_index, state.num_processes, state.wait_for_everyone
+    codec = VaeCodec(load_vae(require(args.vae)), device=state.device)
     codec.encode(np.zeros((2, params.frames.size, params.frames.size, 3), np.uint8))  # warm up
+
+    def timed(run: Callable[..., object], *run_args: object, **run_kwargs: object) -> tuple[float, float]:
+        """Wall seconds of ``run`` across all processes and CPU seconds summed over them."""
+        barrier()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        run(*run_args, **run_kwargs)
+        cpu = cpu_seconds() - cpu_start
+        barrier()
+        return time.perf_counter() - start, all_processes_sum(cpu, world_size)
+
+    def encode_share(frames: np.ndarray) -> None:
+        chunk = ENCODE_BATCH_CLIPS * params.frames.num
+        for first in range(0, len(frames), chunk):
+            codec.encode(frames[first:first + chunk])
 
     end_to_end, encode_only = [], []
     cpu_end_to_end, cpu_encode_only = [], []  # CPU seconds of all processes, decode workers too
-    with tempfile.TemporaryDirectory() as tmp:
-        videos = Path(tmp) / "videos"
-        write_synthetic_videos(params.data.model_copy(update={"num_clips": args.clips}), params.data.seed, videos)
+    workdir = shared_workdir(rank, world_size)
+    try:
+        videos = workdir / "videos"
+        if rank == 0:
+            write_synthetic_videos(params.data.model_copy(update={"num_clips": args.clips}), params.data.seed, videos)
         for repeat in range(args.repeats):
-            # Interleaved, so a slow spell of a shared machine hits both sides alike.
-            latents_dir = Path(tmp) / f"latents-{repeat}"
-            start, cpu_start = time.perf_counter(), cpu_seconds()
-            manifest = cache_latents(
-                videos, latents_dir, codec.encode, num_frames=params.frames.num, size=params.frames.size,
-                val_fraction=params.data.val_fraction, clips_per_shard=params.data.clips_per_shard,
-                batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps, num_workers=workers,
+            latents_dir = workdir / f"latents-{repeat}"
+            wall, cpu = timed(
+                cache_latents, videos, latents_dir, codec.encode, num_frames=params.frames.num,
+                size=params.frames.size, val_fraction=params.data.val_fraction,
+                clips_per_shard=params.data.clips_per_shard, batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps,
+                num_workers=workers, rank=rank, world_size=world_size, barrier=barrier,
             )
-            end_to_end.append(time.perf_counter() - start)
-            cpu_end_to_end.append(cpu_seconds() - cpu_start)
-            if repeat == 0:  # every repeat caches the same frames
+            end_to_end.append(wall)
+            cpu_end_to_end.append(cpu)
+            if repeat == 0:  # every repeat caches the same frames; each process encodes its share
                 frames = np.concatenate([s.frames for split in ("train", "val")
                                          for s in iter_latent_samples(latents_dir / split)])
-            chunk = ENCODE_BATCH_CLIPS * params.frames.num
-            start, cpu_start = time.perf_counter(), cpu_seconds()
-            for first in range(0, len(frames), chunk):
-                codec.encode(frames[first:first + chunk])
-            encode_only.append(time.perf_counter() - start)
-            cpu_encode_only.append(cpu_seconds() - cpu_start)
-    count = manifest["kept"]["total"] * params.frames.num
+                count = len(frames)
+                share = frames[rank::world_size]
+            wall, cpu = timed(encode_share, share)
+            encode_only.append(wall)
+            cpu_encode_only.append(cpu)
+    finally:
+        barrier()
+        if rank == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if rank != 0:
+        return
 
     def rates(times: list[float]) -> str:
-        return f"{count / min(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
+        return f"{count / statistics.median(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
 
-    print(f"{manifest['kept']['total']} clips x {params.frames.num} frames at {params.frames.size}px, "
-          f"{workers} decode worker(s), {device}, {torch.get_num_threads()} threads, best of {args.repeats} interleaved runs")
+    pair_ratios = [encode / whole for whole, encode in zip(end_to_end, encode_only, strict=True)]
+    print(f"{count // params.frames.num} clips x {params.frames.num} frames at {params.frames.size}px, {world_size} process(es) x "
+          f"{torch.get_num_threads()} thread(s) on {state.device}, {workers} decode worker(s) each, "
+          f"{args.repeats} alternating runs of each side, medians")
     print(f"  end to end (decode, resize, encode, write): {rates(end_to_end)}")
     print(f"  VAE encode only (frames in memory):          {rates(encode_only)}")
-    print(f"  ratio: {min(encode_only) / min(end_to_end):.3f}   (target >= 0.8)")
-    print(f"  CPU time per frame, all processes (least of the runs): end to end "
-          f"{1000 * min(cpu_end_to_end) / count:.2f} ms, encode only {1000 * min(cpu_encode_only) / count:.2f} ms")
+    print(f"  ratio: {statistics.median(pair_ratios):.3f}   (target >= 0.8; pairs: "
+          f"{', '.join(f'{r:.2f}' for r in pair_ratios)})")
+    print(f"  CPU time per frame, all processes (medians): end to end "
+          f"{1000 * statistics.median(cpu_end_to_end) / count:.2f} ms, "
+          f"encode only {1000 * statistics.median(cpu_encode_only) / count:.2f} ms")
 
 
 if __name__ == "__main__":
