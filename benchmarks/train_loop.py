@@ -26,12 +26,15 @@ from fovea.params import load_params
 from fovea.train import train
 
 
+WARMUP_STEPS = 5  # step intervals left out of the median (allocator, worker start-up)
+
+
 def median_step(params, latents_dir: Path, batches=None, steps: int = 40) -> float:
     clock = StepClock()
     run = params.model_copy(update={"train": params.train.model_copy(update={"steps": steps})})
     with tempfile.TemporaryDirectory() as out:
         train(run, latents_dir, Path(out) / "fvlm", logger=clock, batches=batches)
-    return clock.median_step(skip=5)
+    return clock.median_step(skip=WARMUP_STEPS)
 
 
 def main() -> None:
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--latents", type=Path, default=REPO / "data" / "latents")
     parser.add_argument("--vae", type=Path, default=REPO / "models" / "vae")
     args = parser.parse_args()
+    if args.steps < WARMUP_STEPS + 2:
+        parser.error(f"--steps must be at least {WARMUP_STEPS + 2}: the first {WARMUP_STEPS} step times are warm-up")
 
     params = load_params(args.params)
     latents_dir = require(args.latents)
@@ -64,7 +69,7 @@ def main() -> None:
     in_step = median_step(params, latents_dir, batches=encoded_in_step(), steps=args.steps)
 
     print(f"head {params.head}, batch {batch} clips x {params.frames.num} frames of {params.frames.size}px, "
-          f"{process_state(params.compute).device}, {torch.get_num_threads()} threads, median of {args.steps - 6} steps")
+          f"{process_state(params.compute).device}, {torch.get_num_threads()} threads, median of {args.steps - 1 - WARMUP_STEPS} steps")
     print(f"  step, real loop (latent shards, {params.compute.num_workers} reader workers): {shards * 1000:8.1f} ms")
     print(f"  step, batch already in memory:                     {memory * 1000:8.1f} ms")
     print(f"  ratio real / in-memory: {shards / memory:.3f}   (target <= 1.10)")
