@@ -49,7 +49,7 @@ print(f"eval: head {metrics['head']} ({metrics['head_params']:,} parameters), ra
 PY
 if [[ ${BENCHMARKS:-0} == 1 ]]; then
   echo "--- benchmarks/train_loop.py at this size"
-  "$python" benchmarks/train_loop.py "${p[@]}" --latents "$work/latents" --vae "$work/vae" --steps "${BENCH_STEPS:-30}"
+  "$python" benchmarks/train_loop.py "${p[@]}" --latents "$work/latents" --vae "$work/vae" --steps "${BENCH_STEPS:-30}" --rounds 1
   echo "--- benchmarks/latents.py at this size"
   "$python" benchmarks/latents.py "${p[@]}" --vae "$work/vae" --clips "$clips" --repeats 2
 fi
