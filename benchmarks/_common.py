@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: the path to the repo's code and data, step timing."""
+"""Shared by the benchmark scripts: the path to the repo's code and data, step timing, ratios."""
 
 from __future__ import annotations
 
@@ -32,3 +32,11 @@ class StepClock:
     def median_step(self, skip: int) -> float:
         intervals = [b - a for a, b in zip(self.ends, self.ends[1:])][skip:]
         return statistics.median(intervals)
+
+
+def median_ratio(numerators: list[float], denominators: list[float], unit: str = "") -> str:
+    """The median of per-run ratios and the ratios themselves. Run ``i`` of both sides ran
+    back to back, so a slow or fast spell of a shared machine hits both alike and cancels out
+    (the ratio of the two fastest runs would pair runs from different moments)."""
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return f"{statistics.median(ratios):.3f}{unit}  (runs: {', '.join(f'{r:.2f}' for r in ratios)})"

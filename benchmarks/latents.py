@@ -12,10 +12,7 @@ Uses the default params and `dvc repro`'s models/vae, on freshly generated synth
 processes both sides use all of them: the stage's own split of the videos end to end, and an
 even split of the same frames for encoding only; a side's time is from the barrier before it
 to the barrier after it, process 0's gathering of the shards included.
-
-The two sides run alternately; the ratio is the median over adjacent pairs of runs, which
-share the machine's state, so a slow or fast spell of a shared machine cancels out (the ratio
-of the two best runs would pair runs from different moments).
+The two sides run alternately; the ratio is the median of the ratios of adjacent runs.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, require
+from _common import REPO, median_ratio, require
 
 from fovea.compute import process_state
 from fovea.data.latents import cache_latents
@@ -119,8 +116,8 @@ def main() -> None:
             wall, cpu = timed(encode_share, share)
             encode_only.append(wall)
             cpu_encode_only.append(cpu)
+        barrier()  # every process is done with the files
     finally:
-        barrier()
         if rank == 0:
             shutil.rmtree(workdir, ignore_errors=True)
     if rank != 0:
@@ -129,14 +126,12 @@ def main() -> None:
     def rates(times: list[float]) -> str:
         return f"{count / statistics.median(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
 
-    pair_ratios = [encode / whole for whole, encode in zip(end_to_end, encode_only, strict=True)]
     print(f"{count // params.frames.num} clips x {params.frames.num} frames at {params.frames.size}px, {world_size} process(es) x "
           f"{torch.get_num_threads()} thread(s) on {state.device}, {workers} decode worker(s) each, "
           f"{args.repeats} alternating runs of each side, medians")
     print(f"  end to end (decode, resize, encode, write): {rates(end_to_end)}")
     print(f"  VAE encode only (frames in memory):          {rates(encode_only)}")
-    print(f"  ratio: {statistics.median(pair_ratios):.3f}   (target >= 0.8; pairs: "
-          f"{', '.join(f'{r:.2f}' for r in pair_ratios)})")
+    print(f"  ratio: {median_ratio(encode_only, end_to_end)}   (target >= 0.8)")
     print(f"  CPU time per frame, all processes (medians): end to end "
           f"{1000 * statistics.median(cpu_end_to_end) / count:.2f} ms, "
           f"encode only {1000 * statistics.median(cpu_encode_only) / count:.2f} ms")

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import REPO, StepClock, require
+from _common import REPO, StepClock, median_ratio, require
 
 from fovea.compute import process_state
 from fovea.data.shards import iter_latent_samples
@@ -74,10 +74,6 @@ def main() -> None:
         memory.append(median_step(params, latents_dir, batches=itertools.repeat((frames, latents)), steps=args.steps))
         in_step.append(median_step(params, latents_dir, batches=encoded_in_step(), steps=args.steps))
 
-    def per_round(numerators: list[float], denominators: list[float], unit: str = "") -> str:
-        ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
-        return f"{statistics.median(ratios):.3f}{unit}  (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-
     def step_ms(times: list[float]) -> str:
         return f"{statistics.median(times) * 1000:8.1f} ms"
 
@@ -86,9 +82,9 @@ def main() -> None:
           f"{args.steps} steps per loop (medians; the first {WARMUP_STEPS} step times of each run left out)")
     print(f"  step, real loop (latent shards, {params.compute.num_workers} reader workers): {step_ms(shards)}")
     print(f"  step, batch already in memory:                     {step_ms(memory)}")
-    print(f"  ratio real / in-memory: {per_round(shards, memory)}   (target <= 1.10)")
+    print(f"  ratio real / in-memory: {median_ratio(shards, memory)}   (target <= 1.10)")
     print(f"  step, VAE encoding inside the step (original):     {step_ms(in_step)}")
-    print(f"  speed-up of cached latents over VAE-in-step: {per_round(in_step, shards, unit='x')}")
+    print(f"  speed-up of cached latents over VAE-in-step: {median_ratio(in_step, shards, unit='x')}")
 
 
 if __name__ == "__main__":
