@@ -115,18 +115,18 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
     results, else the most common); return the others with how they differ."""
     if not experiments:
         return [], []
-    setups = [json.dumps(setup_of(exp), sort_keys=True, default=str) for exp in experiments]
-    workspace = [s for exp, s in zip(experiments, setups) if exp.rev == "workspace"]
-    reference = workspace[0] if workspace else max(set(setups), key=setups.count)
-    reference_setup = json.loads(reference)
+    setups = [setup_of(exp) for exp in experiments]
+    keys = [json.dumps(setup, sort_keys=True, default=str) for setup in setups]
+    workspace = [key for exp, key in zip(experiments, keys) if exp.rev == "workspace"]
+    reference_key = workspace[0] if workspace else max(set(keys), key=keys.count)
+    reference = setups[keys.index(reference_key)]
     kept, left_out = [], []
-    for exp, setup in zip(experiments, setups):
-        if setup == reference:
+    for exp, theirs, key in zip(experiments, setups, keys):
+        if key == reference_key:
             kept.append(exp)
             continue
-        theirs = setup_of(exp)
-        diffs = sorted(k for k in set(theirs) | set(reference_setup)
-                       if json.dumps(theirs.get(k), default=str) != json.dumps(reference_setup.get(k), default=str))
+        diffs = sorted(k for k in set(theirs) | set(reference)
+                       if json.dumps(theirs.get(k), default=str) != json.dumps(reference.get(k), default=str))
         left_out.append((exp, ", ".join(f"{k}={theirs.get(k)!r}" for k in diffs[:4]) + (" ..." if len(diffs) > 4 else "")))
     return kept, left_out
 
