@@ -26,7 +26,8 @@ def main() -> None:
     params = load_params(args.params)
     device = "cuda" if use_cuda(params.compute) else "cpu"
     metrics, _, val = evaluate(
-        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed, device
+        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed, device,
+        train_dir=args.latents / "train",
     )
     write_json_atomic(args.out, metrics)
     write_json_atomic(args.clips, clip_table(val, args.latents / "val"))

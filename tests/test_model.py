@@ -67,9 +67,9 @@ def test_fine_queries_follow_the_previous_frame(model, batch):
     captured = []
     original_read = model.encoder.read
 
-    def spy(cache, queries):
+    def spy(cache, queries, allowed=None):
         captured.append(queries.detach().clone())
-        return original_read(cache, queries)
+        return original_read(cache, queries, allowed)
 
     model.encoder.read = spy
     try:

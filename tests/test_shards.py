@@ -24,6 +24,7 @@ from fovea.data.shards import (
     write_shards,
 )
 from fovea.data.split import split_of
+from fovea.data.control import make_control_clip
 from fovea.data.synthetic import make_clip
 from fovea.data.video import encode_mp4
 from fovea.data.videos import write_synthetic_videos
@@ -192,7 +193,7 @@ def videos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_write_synthetic_videos(tmp_path: Path) -> None:
-    params = DataParams(num_clips=5, frames_per_clip=4, size=32, clips_per_shard=2, sprites=2)
+    params = DataParams(task="sprites", num_clips=5, frames_per_clip=4, size=32, clips_per_shard=2, sprites=2)
     summary = write_synthetic_videos(params, seed=3, out_dir=tmp_path / "videos")
     assert summary["clips"] == 5 and summary["shards"] == 3
     samples = list(iter_video_samples(tmp_path / "videos"))
@@ -209,6 +210,16 @@ def test_write_synthetic_videos(tmp_path: Path) -> None:
     }.items():
         assert sample.metadata[field] == value
     assert len(sample.metadata["sprites"]) == 2
+
+
+def test_write_control_videos_keeps_the_target_track(tmp_path: Path) -> None:
+    params = DataParams(task="control", num_clips=3, frames_per_clip=6, size=32, distractors=5)
+    write_synthetic_videos(params, seed=4, out_dir=tmp_path / "videos")
+    sample = list(iter_video_samples(tmp_path / "videos"))[1]
+    expected = make_control_clip(4, 1, 6, 32, 5)
+    assert sample.caption == expected.caption
+    assert sample.metadata["target"] == expected.metadata["target"]
+    assert len(sample.metadata["distractors"]) == 5 and len(sample.metadata["target"]["cells"]) == 6
 
 
 def test_cache_latents_counts_kept_and_skipped(videos_dir: Path, tmp_path: Path) -> None:
@@ -248,7 +259,7 @@ def test_cache_latents_counts_kept_and_skipped(videos_dir: Path, tmp_path: Path)
             np.testing.assert_allclose(
                 sample.latents.astype(np.float32), fake_encode(sample.frames), atol=2e-3
             )
-            assert sample.metadata["frame_indices"] == [0, 2, 3, 5]
+            assert sample.metadata["frame_indices"] == [1, 2, 3, 4]  # 4 of 6 frames at stride 1, centred
     assert _leftovers(tmp_path) == []
 
 

@@ -111,7 +111,9 @@ def clips() -> list[Clip]:
 def _expected_indices(clip: Clip, num: int, fps: float | None) -> list[int]:
     count = len(clip.frame_times)
     if fps is None:
-        return [int(i) for i in np.round(np.linspace(0, count - 1, num))]
+        stride = (count - 1) // (num - 1)  # one constant stride, centred
+        first = (count - 1 - stride * (num - 1)) // 2
+        return [first + stride * i for i in range(num)]
     # The frame on screen at i / fps: the last one starting at or before it.
     return [
         max(j for j, t in enumerate(clip.frame_times) if t <= i / fps + 1e-9) for i in range(num)

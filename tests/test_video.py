@@ -51,11 +51,21 @@ def test_odd_sizes_are_padded_to_even() -> None:
     assert decode_video(encode_mp4(frames, fps=8)).shape == (3, 34, 48, 3)
 
 
-def test_sample_indices_are_evenly_spaced_with_endpoints() -> None:
-    indices = sample_frame_indices(16, 8)
-    assert len(indices) == 8 and indices[0] == 0 and indices[-1] == 15
-    steps = np.diff(indices)
-    assert steps.min() >= 1 and steps.max() - steps.min() <= 1
+@pytest.mark.parametrize("total,num", [(16, 8), (8, 8), (100, 2), (100, 8), (17, 4), (9, 3), (250, 16)])
+def test_sample_indices_have_one_constant_stride(total: int, num: int) -> None:
+    indices = sample_frame_indices(total, num)
+    assert len(indices) == num and indices[0] >= 0 and indices[-1] <= total - 1
+    steps = set(np.diff(indices).tolist())
+    assert len(steps) == 1, f"strides {sorted(steps)} for {num} of {total} frames"
+    stride = steps.pop()
+    # the largest stride that fits, and the unused frames split around the samples
+    assert stride * (num - 1) <= total - 1 < (stride + 1) * (num - 1)
+    assert abs(indices[0] - (total - 1 - indices[-1])) <= 1
+
+
+def test_sample_indices_of_16_frames_take_every_other_one() -> None:
+    # linspace rounding gave 0,2,4,6,9,11,13,15: one step 1.5x the others
+    assert sample_frame_indices(16, 8) == [0, 2, 4, 6, 8, 10, 12, 14]
     assert sample_frame_indices(8, 8) == list(range(8))
     assert sample_frame_indices(100, 2) == [0, 99]
 
@@ -93,7 +103,7 @@ def test_resize_center_crop_tall_frame_and_fast_path() -> None:
 def test_load_clip_samples_and_crops(clip_frames: np.ndarray, mp4: bytes) -> None:
     clip = load_clip(mp4, num=4, size=32)
     assert clip.frames.shape == (4, 32, 32, 3)
-    assert clip.indices == [0, 4, 7, 11] and clip.total_frames == 12
+    assert clip.indices == [1, 4, 7, 10] and clip.total_frames == 12  # stride 3, centred
     expected = resize_center_crop(decode_video(mp4)[clip.indices], 32)
     np.testing.assert_array_equal(clip.frames, expected)
 
@@ -102,7 +112,7 @@ def test_load_clip_counts_frames_when_the_container_states_none(clip_frames: np.
     mkv = encode_clip(clip_frames, container_format="matroska")  # MKV states no frame count
     assert av.open(io.BytesIO(mkv)).streams.video[0].frames == 0  # the case under test
     clip = load_clip(mkv, num=4, size=32)
-    assert clip.total_frames == 12 and clip.indices == [0, 4, 7, 11]
+    assert clip.total_frames == 12 and clip.indices == [1, 4, 7, 10]
     np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mkv)[clip.indices], 32))
 
 
@@ -112,7 +122,7 @@ def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(
     # A container that states more frames than it holds: sampling must come from the real ones.
     monkeypatch.setattr(video_module, "_declared_frame_count", lambda container: 20)
     clip = load_clip(mp4, num=4, size=32)
-    assert clip.total_frames == 12 and clip.indices == [0, 4, 7, 11]
+    assert clip.total_frames == 12 and clip.indices == [1, 4, 7, 10]
     np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mp4)[clip.indices], 32))
 
 

@@ -64,8 +64,9 @@ def _model_device(model: FoveatedVLM) -> torch.device:
 
 
 @torch.no_grad()
-def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ValOutputs:
-    """Both passes over every val clip on the model's device; outputs gathered on the CPU."""
+def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int | None = None) -> ValOutputs:
+    """Both passes over every clip of a split (the first ``max_clips`` when set) on the model's
+    device; outputs gathered on the CPU."""
     model.eval()
     device = _model_device(model)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in ValOutputs.__dataclass_fields__}
@@ -74,9 +75,11 @@ def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int) -> ValOutputs:
         out = model.passes(frames.to(device), latents.to(device))
         for name in parts:
             parts[name].append(getattr(out, name).float().cpu())
+        if max_clips is not None and sum(len(chunk) for chunk in parts["target"]) >= max_clips:
+            break
     if not parts["target"]:
         raise ValueError(f"no val clips found in {val_dir}")
-    return ValOutputs(**{name: torch.cat(chunks) for name, chunks in parts.items()})
+    return ValOutputs(**{name: torch.cat(chunks)[:max_clips] for name, chunks in parts.items()})
 
 
 @torch.no_grad()
@@ -100,6 +103,15 @@ def bootstrap_ratio_interval(
     ratios = coarse[picks].mean(axis=1) / fine[picks].mean(axis=1)
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_mean_interval(values: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of the mean of per-clip ``values`` over clips resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)
 
 
@@ -132,8 +144,12 @@ def summarize(model: FoveatedVLM, val: ValOutputs, batch_size: int, bootstrap: i
     if val.num_clips > 1:
         # Each clip gets the next clip's h: a derangement, so no clip keeps its own.
         shuffled_h = fine_loss_with_h(model, val.h_fine.roll(1, dims=0), val, batch_size)
+        gap_per_clip = shuffled_h.mean(axis=1) - fine_clip
+        gap_low, gap_high = bootstrap_mean_interval(gap_per_clip, bootstrap, seed)
         metrics["h_shuffled_loss"] = float(shuffled_h.mean())
-        metrics["h_shuffle_gap"] = float(shuffled_h.mean() - fine.mean())
+        metrics["h_shuffle_gap"] = float(gap_per_clip.mean())
+        metrics["h_shuffle_gap_ci_low"] = gap_low
+        metrics["h_shuffle_gap_ci_high"] = gap_high
     return metrics
 
 
@@ -150,12 +166,18 @@ def clip_table(val: ValOutputs, val_dir: Path) -> dict[str, list]:
 
 
 def evaluate(
-    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu"
+    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu",
+    train_dir: Path | None = None,
 ) -> tuple[dict, FoveatedVLM, ValOutputs]:
-    """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images)."""
+    """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images).
+
+    With ``train_dir``, the fine loss on as many training clips as there are val clips too
+    (``train_loss_fine``): close to the val loss when the model has not memorised its clips.
+    """
     model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
     val = run_val(model, val_dir, batch_size)
+    seen = None if train_dir is None else run_val(model, train_dir, batch_size, max_clips=val.num_clips)
     metrics = {
         "head": model.config.head,
         "head_params": count_parameters(model.head),
@@ -163,4 +185,9 @@ def evaluate(
         "train_steps": training["steps"],
         **summarize(model, val, batch_size, bootstrap, seed),
     }
+    if seen is not None:
+        metrics["train_loss_fine"] = float(seen.fine_loss.mean())
+        metrics["train_clips"] = seen.num_clips
+        # (val - train) / train: about 0 when nothing was memorised
+        metrics["val_train_gap"] = (metrics["loss_fine"] - metrics["train_loss_fine"]) / metrics["train_loss_fine"]
     return metrics, model, val

@@ -37,12 +37,18 @@ class DataParams(_Section):
     # Seeds the data side (synthetic clips, the tiny VAE's fit) apart from the top-level `seed`,
     # so a sweep over training seeds reuses the same clips and latents.
     seed: int = Field(0, ge=0)
-    # synthetic source
+    # synthetic source: `control` is the known-answer task (fovea.data.control), `sprites` the
+    # older set of bouncing sprites (fovea.data.synthetic)
+    task: Literal["control", "sprites"] = "control"
     num_clips: int = Field(64, ge=2)
     frames_per_clip: int = Field(16, ge=2)
     size: int = Field(64, ge=16, le=1024)
     fps: int = Field(8, ge=1, le=120)
-    sprites: int = Field(3, ge=1, le=16)
+    sprites: int = Field(3, ge=1, le=16, description="sprites task: moving sprites per clip")
+    # control task: look-alike squares beside the moving target, and what moves: the target
+    # alone, or the whole frame (`pan`, the negative control)
+    distractors: int = Field(12, ge=0, le=32)
+    motion: Literal["target", "pan"] = "target"
     # webvid source: a WebVid-format CSV or parquet (videoid, contentUrl, name, duration, ...)
     url_list: str | None = Field(None, min_length=1, validate_default=True)
     # shards source: existing WebDataset shards, a brace pattern (local or fsspec URL)
@@ -81,6 +87,22 @@ class DataParams(_Section):
         return value
 
     @model_validator(mode="after")
+    def _control_fits(self) -> "DataParams":
+        if self.source != "synthetic" or self.task != "control":
+            return self
+        from fovea.data.control import CELL_PIXELS
+
+        if self.size % CELL_PIXELS:
+            raise ValueError(f"data.size ({self.size}) must be a multiple of {CELL_PIXELS} for the control task")
+        free = (self.size // CELL_PIXELS) ** 2 - self.frames_per_clip
+        if self.distractors > free:
+            raise ValueError(
+                f"data.distractors ({self.distractors}) exceeds the {free} cells a {self.size}-px frame "
+                f"leaves beside the target's path"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _duration_range(self) -> "DataParams":
         if (
             self.min_duration is not None
@@ -107,7 +129,7 @@ class FrameParams(_Section):
         None,
         gt=0.0,
         le=240.0,
-        description="sample num frames at this rate from the clip's start; unset: evenly over it",
+        description="sample num frames at this rate from the clip's start; unset: at one constant stride over it",
     )
 
 
@@ -151,6 +173,13 @@ class ModelParams(_Section):
     encoder: str = "tiny"
     llm: str = "tiny"
     freeze_encoder: bool = False
+    # learned: the fine query made by the LLM decides where to read. motion: the fine read is
+    # confined to the patches that changed since the previous frame, a known-answer read at the
+    # right place for the control task (README: "Known-answer control").
+    fine_read: Literal["learned", "motion"] = "learned"
+    # The head predicts the change from the previous latent (z_prev + head(h, z_prev)), so no
+    # head spends its training learning to copy; every head gets the same treatment.
+    residual: bool = False
     tiny: TinyModelParams = Field(default_factory=TinyModelParams)
 
 
@@ -161,6 +190,10 @@ class TrainParams(_Section):
     lr: float = Field(1e-3, gt=0.0)
     warmup: int = Field(20, ge=0)
     lambda_coarse: float = Field(1.0, ge=0.0)
+    # Stop the prediction loss at h: only the head learns; the encoder, LLM and queries keep
+    # their initial weights. Trained through h, a random tiny LLM first flattens h across clips
+    # (the head cannot use it yet, so its variation is noise) and the head never learns to use it.
+    detach_h: bool = False
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the

@@ -102,6 +102,7 @@ def train(
               + (f" ({init_report['reason']})" if init_report["reason"] else ""))
     model.train()
 
+    # With h detached nothing upstream of the head gets a gradient: only the head (and z_init) train.
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup))
@@ -123,7 +124,7 @@ def train(
         for _ in range(cfg.grad_accum):
             frames, latents = (t.to(device, non_blocking=True) for t in next(batches))
             with accelerator.accumulate(model), accelerator.autocast():
-                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse)
+                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse, detach_h=cfg.detach_h)
                 accelerator.backward(losses["loss"])
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, cfg.grad_clip)

@@ -312,13 +312,13 @@ def cache_latents(
         out_dir: where the latents go.
         encode: frames uint8 [N, H, W, 3] -> latents [N, C, h, w] (already multiplied by the
             VAE's scaling factor); float16 must hold them.
-        num_frames: frames sampled from each clip: evenly over it, or at ``fps``.
+        num_frames: frames sampled from each clip: at a constant stride, or at ``fps``.
         size: square crop side.
         val_fraction: share of keys (by hash) that go to val.
         clips_per_shard: samples per output shard.
         batch_size: clips per ``encode`` call (``batch_size * num_frames`` frames).
         fps: sample the frames at this rate from the clip's start (by timestamp) instead of
-            evenly over the clip; a clip shorter than ``(num_frames - 1) / fps`` seconds is
+            at a constant stride over the clip; a clip shorter than ``(num_frames - 1) / fps`` seconds is
             skipped as too short.
         num_workers: DataLoader worker processes that decode videos while this one encodes.
         rank, world_size, barrier: for several processes (``accelerate launch``): each caches

@@ -186,7 +186,11 @@ def decode_video(data: bytes) -> np.ndarray:
 
 
 def sample_frame_indices(total: int, num: int) -> list[int]:
-    """``num`` frame indices spread evenly over ``total`` frames, first and last included.
+    """``num`` frame indices at one constant stride, centred in ``total`` frames.
+
+    The stride is the largest that fits (``(total - 1) // (num - 1)``), so every step between
+    sampled frames spans the same time: evenly rounded positions (0, 2, 4, 6, 9, ...) would make
+    one step longer than the others, and that step's prediction harder.
 
     Raises:
         ClipTooShortError: ``total < num`` (sampling would repeat frames).
@@ -197,7 +201,9 @@ def sample_frame_indices(total: int, num: int) -> list[int]:
         raise ClipTooShortError(f"clip has {total} frames, fewer than the {num} requested")
     if num == 1:
         return [(total - 1) // 2]
-    return [int(i) for i in np.round(np.linspace(0, total - 1, num)).astype(int)]
+    stride = (total - 1) // (num - 1)
+    first = (total - 1 - stride * (num - 1)) // 2
+    return [first + stride * i for i in range(num)]
 
 
 def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -248,12 +254,12 @@ class SampledClip(NamedTuple):
 def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> SampledClip:
     """Decode a video, sample ``num`` frames and resize/crop them to ``size``.
 
-    With ``fps`` unset the frames are spread evenly over the whole clip, first and last
-    included. With ``fps`` set they are the frames shown at ``i / fps`` seconds after the first
+    With ``fps`` unset the frames are taken at one constant stride over the clip
+    (:func:`sample_frame_indices`). With ``fps`` set they are the frames shown at ``i / fps`` seconds after the first
     frame (``i < num``), read from the frames' timestamps, so variable frame rate clips are
     sampled in real time; decoding stops once the last sample time is passed.
 
-    Only the sampled frames are converted to RGB. For even sampling the frame count is the one
+    Only the sampled frames are converted to RGB. For sampling by stride the frame count is the one
     the container states (MP4), else counted from its packets; if decoding then yields a
     different count (damaged streams), the clip is decoded again in full and sampled from the
     frames that really exist.
@@ -294,7 +300,7 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
 
 
 def load_clip_frames(data: bytes, num: int, size: int, fps: float | None = None) -> np.ndarray:
-    """Decode + sample ``num`` frames (evenly, or at ``fps``) + resize/centre-crop.
+    """Decode + sample ``num`` frames (at a constant stride, or at ``fps``) + resize/centre-crop.
 
     Returns:
         uint8 array [num, size, size, 3].

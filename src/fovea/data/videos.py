@@ -19,7 +19,8 @@ from typing import Any
 from tqdm import tqdm
 
 from fovea.data.shards import ShardSink, list_shards, video_sample_files, write_shards
-from fovea.data.synthetic import make_clip
+from fovea.data.control import make_control_clip
+from fovea.data.synthetic import SyntheticClip, make_clip
 from fovea.data.video import VideoDecodeError, VideoInfo, encode_mp4, probe_video
 from fovea.params import DataParams
 
@@ -32,6 +33,7 @@ __all__ = [
     "admit_video",
     "duration_in_range",
     "sample_key",
+    "synthetic_clip",
     "synthetic_key",
     "unique_key",
     "video_info_metadata",
@@ -54,6 +56,13 @@ def synthetic_key(index: int) -> str:
     return f"synth-{index:06d}"
 
 
+def synthetic_clip(data: DataParams, seed: int, index: int) -> SyntheticClip:
+    """Clip ``index`` of the synthetic task ``data.task``."""
+    if data.task == "control":
+        return make_control_clip(seed, index, data.frames_per_clip, data.size, data.distractors, data.motion)
+    return make_clip(seed, index, data.frames_per_clip, data.size, data.sprites)
+
+
 def write_synthetic_videos(data: DataParams, seed: int, out_dir: Path) -> dict[str, Any]:
     """Render ``data.num_clips`` synthetic clips and write them as MP4 shards to ``out_dir``.
 
@@ -71,7 +80,7 @@ def write_synthetic_videos(data: DataParams, seed: int, out_dir: Path) -> dict[s
     mp4_bytes = 0
     with write_shards(out_dir, data.clips_per_shard) as sink:
         for index in tqdm(range(data.num_clips), desc="videos", unit="clip"):
-            clip = make_clip(seed, index, data.frames_per_clip, data.size, data.sprites)
+            clip = synthetic_clip(data, seed, index)
             mp4 = encode_mp4(clip.frames, data.fps)
             key = synthetic_key(index)
             metadata = {
@@ -82,7 +91,7 @@ def write_synthetic_videos(data: DataParams, seed: int, out_dir: Path) -> dict[s
                 "fps": data.fps,
                 "size": data.size,
                 "num_frames": data.frames_per_clip,
-                **clip.metadata,  # "sprites" and "background"
+                **clip.metadata,  # the task's own: its target and distractors, or its sprites
             }
             sink.write(key, video_sample_files(mp4, clip.caption, metadata))
             mp4_bytes += len(mp4)

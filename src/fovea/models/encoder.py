@@ -3,6 +3,7 @@
 Patches are encoded once with a plain DINOv2 forward, and each layer's keys and values are kept.
 A query token then runs through every layer attending only to those cached keys/values (the
 patches never see the query), followed by the final layer norm and an output projection. The
+query steers each layer's attention but is not itself part of the token (see ``read``). The
 same cache serves the coarse and the fine pass, so the patch work is done once per frame.
 """
 
@@ -21,6 +22,8 @@ from fovea.models.loading import load_pretrained
 # DINOv2 was trained on ImageNet-normalised pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Position embedding scale of the tiny random encoder (see load_dinov2).
+TINY_POSITION_STD = 1.0
 
 
 def tiny_dinov2_config(hidden_size: int, layers: int, heads: int, patch_size: int, image_size: int) -> Dinov2Config:
@@ -36,7 +39,12 @@ def tiny_dinov2_config(hidden_size: int, layers: int, heads: int, patch_size: in
 
 def load_dinov2(name: str, tiny_config: Dinov2Config) -> Dinov2Model:
     if name == "tiny":
-        return Dinov2Model(tiny_config)
+        model = Dinov2Model(tiny_config)
+        # A random DINOv2 starts its position embeddings at std 0.02, far below the patch
+        # content, so a read of one patch barely says where it is; a pretrained one knows.
+        with torch.no_grad():
+            model.embeddings.position_embeddings.normal_(std=TINY_POSITION_STD)
+        return model
     # Weights in float32 whatever dtype they were saved in; compute precision is autocast's job.
     return load_pretrained(Dinov2Model.from_pretrained, name, "model.encoder", dtype=torch.float32)
 
@@ -113,14 +121,46 @@ class DeepQueryEncoder(nn.Module):
                 hidden = layer(hidden)
         return PatchCache(keys, values)
 
-    def read(self, cache: PatchCache, queries: torch.Tensor) -> torch.Tensor:
-        """Queries [N, D_enc] (one per frame) -> visual tokens [N, out_dim]."""
-        x = queries.unsqueeze(1)
-        for layer, keys, values in zip(self.dinov2.encoder.layer, cache.keys, cache.values):
+    def read(
+        self, cache: PatchCache, queries: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Queries [N, D_enc] (one per frame) -> visual tokens [N, out_dim].
+
+        The query steers where every layer reads (it is added to the stream only to form that
+        layer's attention query); the stream that becomes the token carries only what was read.
+        Added into the stream itself, a query of std 1 dwarfs the patch values of a random
+        DINOv2 and the token barely depends on the image.
+
+        ``allowed`` [N, 1 + P] (bool) restricts which of the cached tokens (CLS, then the patches
+        in row-major order) each query may attend to; every row must allow at least one.
+        """
+        return self._read(cache, queries, allowed, with_attention=False)[0]
+
+    def attention_maps(
+        self, cache: PatchCache, queries: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Where each query attends over the patches in the last layer, averaged over heads:
+        [N, P] (the CLS token's share left out, so rows sum to at most 1)."""
+        return self._read(cache, queries, allowed, with_attention=True)[1]
+
+    def _read(
+        self, cache: PatchCache, queries: torch.Tensor, allowed: torch.Tensor | None, with_attention: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        steer = queries.unsqueeze(1)
+        x = torch.zeros_like(steer)
+        mask = None if allowed is None else allowed[:, None, None, :]
+        attention = None
+        layers = list(zip(self.dinov2.encoder.layer, cache.keys, cache.values))
+        for index, (layer, keys, values) in enumerate(layers):
             projections = attention_projections(layer.attention)
-            q = self._split_heads(projections.query(layer.norm1(x)))
-            attended = F.scaled_dot_product_attention(q, keys, values)
+            q = self._split_heads(projections.query(layer.norm1(x + steer)))
+            if with_attention and index == len(layers) - 1:
+                scores = (q @ keys.transpose(-1, -2)) / self.head_dim**0.5
+                if mask is not None:
+                    scores = scores.masked_fill(~mask, float("-inf"))
+                attention = scores.softmax(dim=-1).mean(dim=1)[:, 0, 1:]
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             attended = attended.transpose(1, 2).reshape(x.shape[0], 1, self.dim)
             x = x + layer.layer_scale1(projections.output(attended))
             x = x + layer.layer_scale2(layer.mlp(layer.norm2(x)))
-        return self.output_proj(self.dinov2.layernorm(x)).squeeze(1)
+        return self.output_proj(self.dinov2.layernorm(x)).squeeze(1), attention

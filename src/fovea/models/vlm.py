@@ -52,6 +52,11 @@ class VLMConfig:
     llm: str = "tiny"
     freeze_encoder: bool = False
     tiny: dict[str, int] = field(default_factory=dict)
+    # learned: the fine query alone decides where to read; motion: the fine read is confined to
+    # the patches that changed since the previous frame (a known-answer read, see motion_patches)
+    fine_read: str = "learned"
+    # The head predicts the change from z_prev (added back here) rather than the whole latent.
+    residual: bool = False
 
     @classmethod
     def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> "VLMConfig":
@@ -64,6 +69,8 @@ class VLMConfig:
             llm=params.model.llm,
             freeze_encoder=params.model.freeze_encoder,
             tiny=params.model.tiny.model_dump(),
+            fine_read=params.model.fine_read,
+            residual=params.model.residual,
         )
 
 
@@ -89,6 +96,26 @@ def load_llm(name: str, tiny_config: PretrainedConfig) -> nn.Module:
     return load_pretrained(AutoModel.from_pretrained, name, "model.llm", dtype=torch.float32)
 
 
+# Mean absolute change of a patch's pixels (0-255) above which it counts as moved: far above the
+# noise video compression leaves on still regions, far below a sprite appearing or leaving.
+MOTION_THRESHOLD = 12.0
+
+
+def motion_patches(frames: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Which cached tokens a motion read may attend to: [B, T, 1 + P] bool (CLS first).
+
+    In frame t (t >= 2) the patches whose pixels changed since frame t-1; the first frame, and a
+    frame where nothing changed, may attend to everything (CLS included), like a plain read.
+    Uses frames t-1 and t only, so the read of frame t sees nothing later.
+    """
+    batch, steps = frames.shape[:2]
+    change = (frames[:, 1:].float() - frames[:, :-1].float()).abs().mean(dim=-1)  # [B, T-1, H, W]
+    per_patch = F.avg_pool2d(change.flatten(0, 1).unsqueeze(1), patch_size).view(batch, steps - 1, -1)
+    moved = torch.cat([torch.zeros_like(per_patch[:, :1], dtype=torch.bool), per_patch > MOTION_THRESHOLD], dim=1)
+    still = ~moved.any(dim=-1, keepdim=True)  # nothing moved: read everything
+    return torch.cat([still, moved | still], dim=-1)
+
+
 @dataclass
 class PassOutputs:
     """What one forward of both passes produces, per clip and frame ([B, T, ...])."""
@@ -111,8 +138,9 @@ class FoveatedVLM(nn.Module):
         enc_dim = self.encoder.dim
         channels, height, width = config.latent_shape
 
-        # Queries live in the encoder's input space. They start at std 1.0 and the fine-query
-        # projection has no bias: otherwise every query attends alike and fine equals coarse.
+        # Queries live in the encoder's input space and steer its attention (they are not part
+        # of the token). They start at std 1.0 and the fine-query projection has no bias:
+        # otherwise every query attends alike and fine equals coarse.
         self.static_query = nn.Parameter(torch.randn(enc_dim))
         self.q_init = nn.Parameter(torch.randn(enc_dim))
         self.query_proj = nn.Linear(llm_dim, enc_dim, bias=False)
@@ -188,30 +216,35 @@ class FoveatedVLM(nn.Module):
         return self.llm(inputs_embeds=sequence).last_hidden_state
 
     def passes(
-        self, frames: torch.Tensor, latents: torch.Tensor, fine_queries: torch.Tensor | None = None
+        self,
+        frames: torch.Tensor,
+        latents: torch.Tensor,
+        fine_queries: torch.Tensor | None = None,
+        detach_h: bool = False,
     ) -> PassOutputs:
         """``frames`` uint8 [B, T, H, W, 3], ``latents`` [B, T, C, h, w] -> both passes.
 
         ``fine_queries`` [B, T, D_enc] overrides the queries the coarse pass would choose
-        (used by tests to check that equal queries give equal passes).
+        (used by tests to check that equal queries give equal passes). ``detach_h``: the head's
+        loss does not reach what makes ``h`` (train.detach_h).
         """
         batch, steps = frames.shape[:2]
         cache = self.encoder.encode_patches(frames.flatten(0, 1))
 
-        def read(queries: torch.Tensor) -> torch.Tensor:
-            return self._visual_tokens(self.encoder.read(cache, queries.flatten(0, 1))).view(batch, steps, -1)
+        def read(queries: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+            tokens = self.encoder.read(cache, queries.flatten(0, 1), None if allowed is None else allowed.flatten(0, 1))
+            return self._visual_tokens(tokens).view(batch, steps, -1)
 
-        coarse_queries = self.static_query.expand(batch, steps, -1)
-        hidden_coarse = self._run_llm(self.coarse_token, read(coarse_queries))
+        hidden_coarse = self._run_llm(self.coarse_token, read(self.coarse_queries(batch, steps)))
         if fine_queries is None:
-            # The query for frame t comes from the hidden state after frame t-1 (v_(t-1)).
-            made = self.query_proj(hidden_coarse[:, 2 : steps + 1])
-            fine_queries = torch.cat([self.q_init.expand(batch, 1, -1), made], dim=1)
-        hidden_fine = self._run_llm(self.fine_token, read(fine_queries))
+            fine_queries = self.fine_queries(hidden_coarse)
+        hidden_fine = self._run_llm(self.fine_token, read(fine_queries, self.fine_allowed(frames)))
 
         z_prev = torch.cat([self.z_init.expand(batch, 1, *latents.shape[2:]), latents[:, :-1]], dim=1)
         h_coarse = hidden_coarse[:, 1 : steps + 1]
         h_fine = hidden_fine[:, 1 : steps + 1]
+        if detach_h:
+            h_coarse, h_fine = h_coarse.detach(), h_fine.detach()
         return PassOutputs(
             h_coarse=h_coarse,
             h_fine=h_fine,
@@ -221,13 +254,46 @@ class FoveatedVLM(nn.Module):
             target=latents,
         )
 
+    def coarse_queries(self, batch: int, steps: int) -> torch.Tensor:
+        return self.static_query.expand(batch, steps, -1)
+
+    def fine_queries(self, hidden_coarse: torch.Tensor) -> torch.Tensor:
+        """The query for frame t comes from the coarse hidden state after frame t-1 (v_(t-1))."""
+        batch, steps = hidden_coarse.shape[0], hidden_coarse.shape[1] - 2
+        made = self.query_proj(hidden_coarse[:, 2 : steps + 1])
+        return torch.cat([self.q_init.expand(batch, 1, -1), made], dim=1)
+
+    def fine_allowed(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """The patches the fine read may attend to, [B, T, 1 + P], or None (all of them)."""
+        if self.config.fine_read == "motion":
+            return motion_patches(frames, self.encoder.dinov2.config.patch_size)
+        return None
+
+    @torch.no_grad()
+    def attention_maps(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the coarse and the fine queries attend over each frame's patches (last encoder
+        layer, mean over heads): two [B, T, P] tensors."""
+        batch, steps = frames.shape[:2]
+        cache = self.encoder.encode_patches(frames.flatten(0, 1))
+        coarse_queries = self.coarse_queries(batch, steps)
+        tokens = self._visual_tokens(self.encoder.read(cache, coarse_queries.flatten(0, 1))).view(batch, steps, -1)
+        fine_queries = self.fine_queries(self._run_llm(self.coarse_token, tokens))
+        allowed = self.fine_allowed(frames)
+        maps = [
+            self.encoder.attention_maps(cache, queries.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
+            for queries, mask in ((coarse_queries, None), (fine_queries, allowed))
+        ]
+        return tuple(m.view(batch, steps, -1) for m in maps)
+
     def predict(self, h: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
         """Head over [B, T, ...] inputs."""
-        out = self.head(h.flatten(0, 1), z_prev.flatten(0, 1))
-        return out.view(z_prev.shape)
+        out = self.head(h.flatten(0, 1), z_prev.flatten(0, 1)).view(z_prev.shape)
+        return z_prev + out if self.config.residual else out
 
-    def forward(self, frames: torch.Tensor, latents: torch.Tensor, lambda_coarse: float = 1.0) -> dict[str, torch.Tensor]:
-        out = self.passes(frames, latents)
+    def forward(
+        self, frames: torch.Tensor, latents: torch.Tensor, lambda_coarse: float = 1.0, detach_h: bool = False
+    ) -> dict[str, torch.Tensor]:
+        out = self.passes(frames, latents, detach_h=detach_h)
         loss_fine = F.mse_loss(out.pred_fine, out.target)
         loss_coarse = F.mse_loss(out.pred_coarse, out.target)
         return {
