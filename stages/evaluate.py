@@ -1,9 +1,11 @@
 """Stage `evaluate`: held-out metrics into metrics/eval.json, per-clip losses into
-metrics/clips.json (for the report) and decoded sample predictions into metrics/samples.png."""
+metrics/clips.json (for the report), decoded sample predictions into metrics/samples.png and
+where the coarse and fine queries attend into metrics/attention.png."""
 
 import argparse
 from pathlib import Path
 
+from fovea.attention import save_attention_figure
 from fovea.compute import use_cuda
 from fovea.evaluate import clip_table, evaluate
 from fovea.io import write_json_atomic
@@ -21,11 +23,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("metrics/eval.json"))
     parser.add_argument("--clips", type=Path, default=Path("metrics/clips.json"))
     parser.add_argument("--samples", type=Path, default=Path("metrics/samples.png"))
+    parser.add_argument("--attention", type=Path, default=Path("metrics/attention.png"))
     args = parser.parse_args()
 
     params = load_params(args.params)
     device = "cuda" if use_cuda(params.compute) else "cpu"
-    metrics, _, val = evaluate(
+    metrics, model, val = evaluate(
         args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed, device,
         train_dir=args.latents / "train",
     )
@@ -37,10 +40,11 @@ def main() -> None:
         args.samples,
         title=f"{metrics['head']}: val clips, frames 2..T",
     )
+    save_attention_figure(model, args.latents / "val", params.eval.sample_clips, args.attention)
     print(
         f"evaluate: {metrics['head']} ratio {metrics['ratio']:.4f} "
         f"[{metrics['ratio_ci_low']:.4f}, {metrics['ratio_ci_high']:.4f}] over {metrics['num_clips']} clips; "
-        f"samples -> {args.samples}"
+        f"samples -> {args.samples}, attention -> {args.attention}"
     )
 
 

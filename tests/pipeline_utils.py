@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Small enough that a stage takes seconds on 2 cores; every stage still does its real work.
 SHRUNK = {
-    "data": {"num_clips": 14, "frames_per_clip": 6, "size": 32, "clips_per_shard": 4},
+    "data": {"num_clips": 14, "frames_per_clip": 6, "size": 32, "clips_per_shard": 4, "distractors": 4},
     "frames": {"num": 4, "size": 32},
     "vae": {"block_channels": [8, 8, 8], "steps": 3, "batch_size": 4},
     "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 PARAMS = {
-    "data": {"num_clips": 10, "frames_per_clip": 6, "size": 32, "clips_per_shard": 3},
+    "data": {"num_clips": 10, "frames_per_clip": 6, "size": 32, "clips_per_shard": 3, "distractors": 4},
     "frames": {"num": 4, "size": 32},
     "vae": {"block_channels": [8, 8, 8]},
     "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,

@@ -43,7 +43,8 @@ FILM_PARAMS_AT_PAPER_SIZES = 1_300_612
 # Two clips, the fewest that fill both splits: with the default val_fraction the first synthetic
 # key lands in val, the second in train (the endless train stream repeats it). Every frame costs
 # a real SD VAE encode at 256x256, so each clip adds seconds.
-FEW_CLIPS = {"source": "synthetic", "num_clips": 2, "frames_per_clip": 8, "size": 256, "clips_per_shard": 4}
+FEW_CLIPS = {"source": "synthetic", "num_clips": 2, "frames_per_clip": 8, "size": 256, "clips_per_shard": 4,
+             "val_fraction": 0.25}
 
 
 def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path):
@@ -51,7 +52,7 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
                         smollm2_135m_config(), llm_dtype=torch.bfloat16)
     preset = (REPO / "presets" / "paper.yaml").read_text()
     applied = yaml.safe_load(merge_preset((REPO / "params.yaml").read_text(), preset).text)
-    params = parse_params(merge_params(applied, {**saved.params(), "data": FEW_CLIPS, "train": {"steps": 2}}))
+    params = parse_params(merge_params(applied, {**saved.params(), "head": "film", "data": FEW_CLIPS, "train": {"steps": 2}}))
     # The protocol is the preset's, untouched by the substitutions above.
     assert (params.frames.num, params.frames.size, params.model.freeze_encoder) == (8, 256, True)
     assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (2, 4, 3e-5)

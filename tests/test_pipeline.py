@@ -31,7 +31,10 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_writes_a_finite_ratio(project):
     metrics = json.loads((project / "metrics" / "eval.json").read_text())
-    assert metrics["head"] == "film"
+    assert metrics["head"] == SHRUNK.get("head", repo_params({})["head"])
+    assert metrics["h_shuffle_gap_ci_low"] <= metrics["h_shuffle_gap"] <= metrics["h_shuffle_gap_ci_high"]
+    assert metrics["train_clips"] == metrics["num_clips"] and "val_train_gap" in metrics
+    assert (project / "metrics" / "attention.png").read_bytes().startswith(b"\x89PNG")
     assert metrics["num_clips"] >= 1
     assert 0 < metrics["ratio"] < float("inf")
     manifest = json.loads((project / "data" / "latents" / "manifest.json").read_text())
@@ -102,11 +105,13 @@ def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project):
 
     run(project, sys.executable, "stages/report.py", "--bootstrap", "300")
     report = (project / "results" / "comparison.md").read_text()
-    for row in ("| film | 0, 1 |", "| mlp | 0, 1 |"):
+    for row in ("| control | film | 0, 1 |", "| control | mlp | 0, 1 |"):
         assert row in report, report
     assert re.search(r"\| mlp \|.*\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|", report)  # paired diff
-    assert "verdict" in report and ("no improvement" in report or "improvement (" in report)
-    for picture in ("ratio_by_head.png", "samples.png"):
+    assert "verdict" in report and ("no signal in this setup" in report or "looking" in report)
+    rows = json.loads((project / "results" / "comparison.json").read_text())["rows"]
+    assert {(row["task"], row["head"]) for row in rows} >= {("control", "film"), ("control", "mlp")}
+    for picture in ("ratio_by_head.png", "samples.png", "attention.png"):
         data = (project / "results" / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
 

@@ -1,4 +1,5 @@
-"""Pictures: decoded sample predictions, and the ratio per head with its interval."""
+"""Pictures: decoded sample predictions, the ratio per head with its interval, and where the
+coarse and fine queries attend."""
 
 from __future__ import annotations
 
@@ -50,21 +51,57 @@ def save_samples_image(decode, target: np.ndarray, fine: np.ndarray, coarse: np.
     _save(figure, path)
 
 
-def save_ratio_plot(heads: list[str], means: list[float], lows: list[float], highs: list[float], path: Path,
-                    thresholds: dict[str, float]) -> None:
-    """Mean ratio per head with interval bars and the proposal's thresholds as lines."""
-    figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(heads), 3.6))
-    positions = np.arange(len(heads))
-    errors = np.array([np.subtract(means, lows), np.subtract(highs, means)])
-    axis.errorbar(positions, means, yerr=errors, fmt="o", capsize=6, color="tab:blue")
+def save_ratio_plot(labels: list[str], means: list[float], lows: list[float], highs: list[float], path: Path,
+                    groups: list[str] | None = None) -> None:
+    """Ratio per head with interval bars, one colour per group (e.g. the task)."""
+    groups = groups or [""] * len(labels)
+    figure, axis = plt.subplots(figsize=(1.6 + 0.9 * len(labels), 3.8))
+    positions = np.arange(len(labels))
+    for index, group in enumerate(dict.fromkeys(groups)):
+        chosen = [i for i, g in enumerate(groups) if g == group]
+        mean = np.asarray(means)[chosen]
+        errors = np.array([mean - np.asarray(lows)[chosen], np.asarray(highs)[chosen] - mean])
+        axis.errorbar(positions[chosen], mean, yerr=errors, fmt="o", capsize=6, color=f"C{index}", label=group or None)
     axis.axhline(1.0, color="grey", linewidth=1, linestyle=":", label="ratio = 1 (looking does not help)")
-    for label, value in thresholds.items():
-        axis.axhline(value, linewidth=1, linestyle="--", label=f"{label} ({value})",
-                     color="tab:orange" if value < 1.2 else "tab:red")
-    axis.set_xticks(positions, heads)
+    axis.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel("ratio = loss_coarse / loss_fine")
     axis.set_title("Fine/coarse ratio per head (95% interval)")
     axis.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def save_attention_image(frames: np.ndarray, coarse: np.ndarray, fine: np.ndarray, targets: np.ndarray | None,
+                         path: Path, title: str = "") -> None:
+    """Where the coarse and the fine queries attend, over the frames of a few clips.
+
+    ``frames`` uint8 [clips, T, H, W, 3]; ``coarse``/``fine`` attention [clips, T, P] over a
+    square grid of P patches; ``targets`` [clips, T, 2] pixel centres (x, y) of the target, drawn
+    as circles (None: no marks). Each map is scaled to its own maximum.
+    """
+    clips, steps, height, width = frames.shape[:4]
+    grid = int(round(coarse.shape[-1] ** 0.5))
+    figure, axes = plt.subplots(2 * clips, steps, figsize=(1.35 * steps, 1.4 * 2 * clips), squeeze=False)
+    for clip in range(clips):
+        for row, (name, maps) in enumerate((("coarse", coarse), ("fine", fine))):
+            for t in range(steps):
+                axis = axes[2 * clip + row, t]
+                axis.imshow(frames[clip, t])
+                weights = maps[clip, t].reshape(grid, grid)
+                axis.imshow(weights / max(float(weights.max()), 1e-12), cmap="magma", alpha=0.6, vmin=0, vmax=1,
+                            extent=(0, width, height, 0), interpolation="nearest")
+                if targets is not None:
+                    x, y = targets[clip, t]
+                    axis.plot(x, y, marker="o", markersize=9, markerfacecolor="none", markeredgecolor="cyan",
+                              markeredgewidth=1.2)
+                axis.set_xticks([])
+                axis.set_yticks([])
+                if t == 0:
+                    axis.set_ylabel(f"clip {clip}\n{name}", fontsize=7)
+                if clip == 0 and row == 0:
+                    axis.set_title(f"frame {t + 1}", fontsize=7)
+    figure.suptitle(title or "attention of the coarse and fine queries (last encoder layer); circle: target",
+                    fontsize=8)
     figure.tight_layout()
     _save(figure, path)
 

@@ -1,8 +1,10 @@
-"""The comparison report: every DVC experiment, grouped by head across seeds.
+"""The comparison report: every DVC experiment, grouped by task and head across seeds.
 
-Intervals come from a two-level bootstrap (resample seeds, then val clips within each seed), so
-they carry both seed-to-seed and clip-to-clip spread. Differences from ``film`` are paired: the
-same seeds and the same val clips are resampled for both heads.
+Seeds and val clips are *crossed*: every seed of every head is evaluated on the same val clips of
+its task. So each bootstrap replicate draws one clip resample, shared by every seed and every
+head of the task, and one resample of the seeds; a head's ratio in a replicate is the pooled
+ratio (mean coarse loss over mean fine loss) over the drawn seeds and clips, the same quantity as
+its point estimate. Differences from ``film`` are paired on the same draws.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import numpy as np
 EVAL_FILE = "metrics/eval.json"
 CLIPS_FILE = "metrics/clips.json"
 BASELINE_HEAD = "film"
-# The proposal's success criteria for a head's ratio.
-THRESHOLDS = {"improvement": 1.17, "significant": 1.25}
+CI_LEVEL = 0.95
 
 
 class ReportError(RuntimeError):
@@ -42,6 +43,14 @@ class Experiment:
     @property
     def seed(self) -> int:
         return int(self.metrics.get("seed", self.params.get("seed", 0)))
+
+    @property
+    def task(self) -> str:
+        """``control``, ``negative control`` (the pan), or the source and task of other setups."""
+        data = self.params.get("data", {})
+        if data.get("source", "synthetic") != "synthetic" or data.get("task", "control") != "control":
+            return f"{data.get('source', 'synthetic')}/{data.get('task', '-')}"
+        return "negative control" if data.get("motion") == "pan" else "control"
 
 
 def _dvc_json(repo: Path, *args: str):
@@ -90,9 +99,10 @@ def read_experiments(repo: Path) -> list[Experiment]:
     return found
 
 
-# Params that define what is compared (the head and its options) or replicated (the seed); every
-# other param must match for runs to be grouped together.
+# Params that define what is compared (the task, the head and its options) or replicated (the
+# seed); every other param must match for runs to be grouped together.
 COMPARED_KEYS = ("head", "heads", "seed")
+TASK_KEYS = ("data.motion",)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -106,8 +116,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def setup_of(exp: Experiment) -> dict[str, object]:
-    """The experiment's params other than the head, its options and the seed."""
-    return _flatten({k: v for k, v in exp.params.items() if k not in COMPARED_KEYS})
+    """The experiment's params other than the task, the head, its options and the seed."""
+    flat = _flatten({k: v for k, v in exp.params.items() if k not in COMPARED_KEYS})
+    return {k: v for k, v in flat.items() if k not in TASK_KEYS}
 
 
 def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tuple[Experiment, str]]]:
@@ -132,35 +143,61 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
 
 
 # ------------------------------------------------------------------------------------- stats
-def _clip_arrays(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(exp.clips["loss_fine"]), np.asarray(exp.clips["loss_coarse"])
+@dataclass
+class CrossedDraws:
+    """Bootstrap draws for one task: clip resamples [samples, clips] shared by every run, and
+    seed resamples [samples, seeds] as positions in a list of seeds."""
+
+    clips: np.ndarray
+    seeds: np.ndarray
+
+    @classmethod
+    def make(cls, num_clips: int, num_seeds: int, samples: int, rng: np.random.Generator) -> "CrossedDraws":
+        return cls(rng.integers(0, num_clips, size=(samples, num_clips)),
+                   rng.integers(0, num_seeds, size=(samples, num_seeds)))
 
 
-def bootstrap_ratios(runs: list[Experiment], samples: int, rng: np.random.Generator,
-                     clip_picks: list[np.ndarray] | None = None, seed_picks: np.ndarray | None = None) -> np.ndarray:
-    """Ratio of pooled means for ``samples`` draws of (seeds, then clips within each seed)."""
-    arrays = [_clip_arrays(run) for run in runs]
-    if seed_picks is None:
-        seed_picks = rng.integers(0, len(runs), size=(samples, len(runs)))
-    if clip_picks is None:
-        clip_picks = [rng.integers(0, len(fine), size=(samples, len(fine))) for fine, _ in arrays]
-    fine_sum = np.zeros(samples)
-    coarse_sum = np.zeros(samples)
-    for slot in range(len(runs)):
-        for index, (fine, coarse) in enumerate(arrays):
-            chosen = seed_picks[:, slot] == index
-            fine_sum[chosen] += fine[clip_picks[index][chosen]].mean(axis=1)
-            coarse_sum[chosen] += coarse[clip_picks[index][chosen]].mean(axis=1)
-    return coarse_sum / fine_sum
+def pooled_ratio(fine: np.ndarray, coarse: np.ndarray) -> float:
+    """Mean coarse loss over mean fine loss of per-clip losses [seeds, clips]."""
+    return float(coarse.mean() / fine.mean())
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(values, [2.5, 97.5])
+def crossed_bootstrap_ratios(fine: np.ndarray, coarse: np.ndarray, draws: CrossedDraws) -> np.ndarray:
+    """Pooled ratio in every replicate: per-clip losses [seeds, clips] -> [samples].
+
+    The clip draw is applied to every seed alike (seeds see the same clips), then the seed draw
+    picks which seeds' rows enter the replicate.
+    """
+    # Per-seed sums over the drawn clips: [samples, seeds]; then summed over the drawn seeds.
+    fine_sums = fine[:, draws.clips].sum(axis=-1).T
+    coarse_sums = coarse[:, draws.clips].sum(axis=-1).T
+    rows = np.arange(len(draws.seeds))[:, None]
+    return coarse_sums[rows, draws.seeds].sum(axis=1) / fine_sums[rows, draws.seeds].sum(axis=1)
+
+
+def interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def _losses(runs: list[Experiment]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip fine and coarse losses of runs on the same clips: two [seeds, clips] arrays."""
+    return (np.asarray([run.clips["loss_fine"] for run in runs]),
+            np.asarray([run.clips["loss_coarse"] for run in runs]))
+
+
+# A head is read only where it clearly uses h and beats copying in every seed; otherwise the
+# experiment cannot tell "this head does not help" from "this setup shows nothing".
+def has_signal(runs: list[Experiment]) -> bool:
+    return all(
+        run.metrics.get("copy_gap", 0.0) > 0 and run.metrics.get("h_shuffle_gap_ci_low", 0.0) > 0 for run in runs
+    )
 
 
 @dataclass
 class HeadSummary:
+    task: str
     head: str
     runs: list[Experiment]
     ratio: float
@@ -173,62 +210,94 @@ class HeadSummary:
     def seeds(self) -> list[int]:
         return sorted(run.seed for run in self.runs)
 
-    def verdict(self) -> str:
-        low = self.ratio_ci[0] if self.ratio_ci else None
-        for label in ("significant", "improvement"):
-            bar = THRESHOLDS[label]
-            if self.ratio > bar:
-                sure = low is not None and low > bar
-                return f"{label} (ratio > {bar}{', interval clears it' if sure else ', interval does not clear it'})"
-        return f"no improvement (ratio <= {THRESHOLDS['improvement']})"
-
     def above_one(self) -> str:
         if self.ratio_ci is None:
             return "n/a"
         if self.ratio_ci[0] > 1.0:
             return "yes"
-        return "no (below 1)" if self.ratio_ci[1] < 1.0 else "not sure"
+        return "no (below 1)" if self.ratio_ci[1] < 1.0 else "no effect (interval includes 1)"
+
+    def verdict(self) -> str:
+        if not has_signal(self.runs):
+            return "no signal in this setup (copy gap or h-shuffle gap not clearly above 0)"
+        if self.ratio_ci is None:
+            return "no interval (per-clip losses missing)"
+        looking = {"yes": "looking helps", "no (below 1)": "looking hurts"}.get(
+            self.above_one(), "no effect of looking")
+        if self.head == BASELINE_HEAD or self.diff_ci is None:
+            return looking
+        if self.diff_ci[0] > 0:
+            return f"{looking}; beats film"
+        if self.diff_ci[1] < 0:
+            return f"{looking}; below film"
+        return f"{looking}; not distinguishable from film"
+
+    def as_row(self) -> dict:
+        return {
+            "head": self.head,
+            "task": self.task,
+            "seeds": self.seeds,
+            "ratio": self.ratio,
+            "ratio_ci": list(self.ratio_ci) if self.ratio_ci else None,
+            "diff_vs_film": self.diff_vs_film,
+            "diff_vs_film_ci": list(self.diff_ci) if self.diff_ci else None,
+            "h_shuffle_gap": self.means.get("h_shuffle_gap"),
+            "copy_gap": self.means.get("copy_gap"),
+            "verdict": self.verdict(),
+            "signal": has_signal(self.runs),
+            "runs": [run.name for run in self.runs],
+            **{key: value for key, value in self.means.items() if key not in ("h_shuffle_gap", "copy_gap")},
+        }
+
+
+MEAN_KEYS = ("loss_fine", "loss_coarse", "copy_loss", "fine_win_rate", "copy_gap", "h_shuffle_gap",
+             "h_shuffle_gap_ci_low", "val_train_gap", "head_params", "train_steps", "num_clips")
 
 
 def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: int = 0) -> list[HeadSummary]:
-    by_head: dict[str, dict[int, Experiment]] = defaultdict(dict)
+    """One summary per (task, head), baseline first within each task; intervals from crossed
+    draws shared by every head of the task."""
+    by_task: dict[str, dict[str, dict[int, Experiment]]] = defaultdict(lambda: defaultdict(dict))
     for exp in experiments:
-        by_head[exp.head].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
+        by_task[exp.task][exp.head].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
     rng = np.random.default_rng(seed)
-    summaries = []
-    for head in sorted(by_head, key=lambda name: (name != BASELINE_HEAD, name)):
-        runs = [by_head[head][s] for s in sorted(by_head[head])]
-        ratio = float(np.mean([run.metrics["ratio"] for run in runs]))
-        ci = _interval(bootstrap_ratios(runs, samples, rng)) if all(run.clips for run in runs) else None
-        means = {
-            key: float(np.mean([run.metrics[key] for run in runs if key in run.metrics]))
-            for key in ("fine_win_rate", "copy_gap", "h_shuffle_gap", "h_zero_gap", "head_params", "train_steps")
-            if any(key in run.metrics for run in runs)
-        }
-        summaries.append(HeadSummary(head, runs, ratio, ci, means=means))
-    _add_paired_differences(summaries, by_head, samples, rng)
+    summaries: list[HeadSummary] = []
+    for task in sorted(by_task, key=lambda name: (name != "control", name)):
+        by_head = by_task[task]
+        with_clips = [run for runs in by_head.values() for run in runs.values() if run.clips]
+        keys = with_clips[0].clips["keys"] if with_clips else None
+        comparable = keys is not None and all(run.clips["keys"] == keys for run in with_clips)
+        seeds = sorted({s for runs in by_head.values() for s in runs})
+        draws = CrossedDraws.make(len(keys), len(seeds), samples, rng) if comparable else None
+        film_runs = by_head.get(BASELINE_HEAD, {})
+        for head in sorted(by_head, key=lambda name: (name != BASELINE_HEAD, name)):
+            runs = [by_head[head][s] for s in sorted(by_head[head])]
+            means = {key: float(np.mean([run.metrics[key] for run in runs if key in run.metrics]))
+                     for key in MEAN_KEYS if any(key in run.metrics for run in runs)}
+            if not (comparable and all(run.clips for run in runs)):
+                ratio = float(np.mean([run.metrics["ratio"] for run in runs]))
+                summaries.append(HeadSummary(task, head, runs, ratio, None, means=means))
+                continue
+            summary = HeadSummary(task, head, runs, pooled_ratio(*_losses(runs)), None, means=means)
+            summary.ratio_ci = interval(crossed_bootstrap_ratios(*_losses(runs), _seed_subset(draws, seeds, runs)))
+            shared = sorted(set(film_runs) & set(by_head[head]))
+            if head != BASELINE_HEAD and shared and all(film_runs[s].clips for s in shared):
+                mine = [by_head[head][s] for s in shared]
+                film = [film_runs[s] for s in shared]
+                subset = _seed_subset(draws, seeds, mine)
+                summary.diff_vs_film = pooled_ratio(*_losses(mine)) - pooled_ratio(*_losses(film))
+                summary.diff_ci = interval(crossed_bootstrap_ratios(*_losses(mine), subset)
+                                           - crossed_bootstrap_ratios(*_losses(film), subset))
+            summaries.append(summary)
     return summaries
 
 
-def _add_paired_differences(summaries: list[HeadSummary], by_head: dict[str, dict[int, Experiment]],
-                            samples: int, rng: np.random.Generator) -> None:
-    """Head minus film, on the seeds both have, resampling the same seeds and clips for both."""
-    film = by_head.get(BASELINE_HEAD, {})
-    for summary in summaries:
-        if summary.head == BASELINE_HEAD:
-            continue
-        seeds = sorted(set(film) & set(by_head[summary.head]))
-        pairs = [(film[s], by_head[summary.head][s]) for s in seeds]
-        pairs = [(a, b) for a, b in pairs if a.clips and b.clips and a.clips["keys"] == b.clips["keys"]]
-        if not pairs:
-            continue
-        baseline_runs, head_runs = [a for a, _ in pairs], [b for _, b in pairs]
-        summary.diff_vs_film = float(np.mean([b.metrics["ratio"] - a.metrics["ratio"] for a, b in pairs]))
-        seed_picks = rng.integers(0, len(pairs), size=(samples, len(pairs)))
-        clip_picks = [rng.integers(0, len(a.clips["keys"]), size=(samples, len(a.clips["keys"]))) for a in baseline_runs]
-        diffs = bootstrap_ratios(head_runs, samples, rng, clip_picks, seed_picks) - bootstrap_ratios(
-            baseline_runs, samples, rng, clip_picks, seed_picks)
-        summary.diff_ci = _interval(diffs)
+def _seed_subset(draws: CrossedDraws, seeds: list[int], runs: list[Experiment]) -> CrossedDraws:
+    """The task's draws for runs covering only some of its seeds: the same clip draws, and the
+    first ``len(runs)`` columns of the seed draws folded onto those runs (all seeds: unchanged)."""
+    if len(runs) == len(seeds):
+        return draws
+    return CrossedDraws(draws.clips, draws.seeds[:, : len(runs)] % len(runs))
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -243,47 +312,55 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
 
 
+def comparison_json(summaries: list[HeadSummary]) -> dict:
+    return {"ci_level": CI_LEVEL, "rows": [summary.as_row() for summary in summaries]}
+
+
 def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Experiment, str]] = ()) -> str:
     lines = [
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
         "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`).",
-        "ratio = loss_coarse / loss_fine on the val split; > 1 means the model's own choice of where",
-        "to look helps. Intervals are 95% bootstrap intervals over seeds and val clips; the",
-        "difference from film is paired (same seeds, same clips).",
+        "ratio = loss_coarse / loss_fine on the val split, pooled over seeds and clips; > 1 means the",
+        "fine pass's read helps. Intervals are 95% crossed-bootstrap intervals (one clip resample shared",
+        "by every seed and head of a task, and a seed resample); the difference from film is paired on",
+        "the same draws.",
         "",
-        "| head | seeds | steps | params | ratio [95% CI] | ratio > 1? | fine win rate | copy gap | "
-        "h-shuffle gap | h-zero gap | ratio - film [95% CI] | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
+        "copy gap | h-shuffle gap | fine win rate | val/train gap | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s.means
         diff = "baseline" if s.head == BASELINE_HEAD else _fmt_ci(s.diff_vs_film, s.diff_ci)
         lines.append(
-            f"| {s.head} | {', '.join(map(str, s.seeds))} | {int(m.get('train_steps', 0))} | "
-            f"{int(m.get('head_params', 0)):,} | {_fmt_ci(s.ratio, s.ratio_ci)} | {s.above_one()} | "
-            f"{_fmt(m.get('fine_win_rate'), 3)} | {_fmt(m.get('copy_gap'))} | {_fmt(m.get('h_shuffle_gap'))} | "
-            f"{_fmt(m.get('h_zero_gap'))} | {diff} | {s.verdict()} |"
+            f"| {s.task} | {s.head} | {', '.join(map(str, s.seeds))} | {int(m.get('train_steps', 0))} | "
+            f"{int(m.get('head_params', 0)):,} | {_fmt_ci(s.ratio, s.ratio_ci)} | {s.above_one()} | {diff} | "
+            f"{_fmt(m.get('copy_gap'))} | {_fmt(m.get('h_shuffle_gap'))} | {_fmt(m.get('fine_win_rate'), 3)} | "
+            f"{_fmt(m.get('val_train_gap'), 2)} | {s.verdict()} |"
         )
     lines += [
         "",
         "Columns:",
-        "- fine win rate: share of val clips whose fine loss is below their coarse loss.",
         "- copy gap: loss of copying the previous latent minus the fine loss (frames 2..T); <= 0 means",
         "  the head does no better than copying.",
-        "- h-shuffle gap / h-zero gap: fine loss with another clip's h / with h = 0, minus the fine loss;",
-        "  about 0 means the head ignores h.",
-        f"- verdict: the proposal's criteria, ratio > {THRESHOLDS['improvement']} = improvement, "
-        f"> {THRESHOLDS['significant']} = significant; whether the interval's lower end clears the bar too.",
+        "- h-shuffle gap: fine loss with another clip's h minus the fine loss; about 0 means the head",
+        "  ignores h.",
+        "- fine win rate: share of val clips whose fine loss is below their coarse loss.",
+        "- val/train gap: (val fine loss - train fine loss) / train fine loss, on as many training clips;",
+        "  about 0 when nothing was memorised.",
+        "- verdict: given only where every seed beats copying and uses h (h-shuffle interval above 0);",
+        "  otherwise \"no signal in this setup\". \"looking helps\": the ratio interval lies above 1;",
+        "  \"beats film\": the paired difference interval lies above 0.",
         "",
         "Runs:",
         "",
-        "| experiment | head | seed | ratio | num clips |",
-        "|---|---|---|---|---|",
+        "| experiment | task | head | seed | ratio | num clips |",
+        "|---|---|---|---|---|---|",
     ]
     for s in summaries:
         for run in s.runs:
-            lines.append(f"| {run.name} | {s.head} | {run.seed} | {run.metrics['ratio']:.4f} | "
+            lines.append(f"| {run.name} | {s.task} | {s.head} | {run.seed} | {run.metrics['ratio']:.4f} | "
                          f"{int(run.metrics.get('num_clips', 0))} |")
     if left_out:
         lines += ["", "Left out: runs whose other params differ from the compared setup:", ""]
