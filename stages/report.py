@@ -31,13 +31,14 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     args = parser.parse_args()
 
     params = load_params(args.repo / args.params)
     experiments, left_out = same_setup(read_experiments(args.repo))
     if not experiments:
         raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
-    summaries = summarize_heads(experiments, samples=args.bootstrap, seed=params.seed)
+    summaries = summarize_heads(experiments, samples=args.bootstrap, seed=args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.md").write_text(comparison_markdown(summaries, left_out))

@@ -1,8 +1,10 @@
-"""Run the control sweep as DVC experiments, one after another in the workspace:
-every head x seed on the control task, then the negative control (`data.motion=pan`) for film
-and the spatial head with the highest mean ratio. Each run is `dvc exp run -S ...`, so
-`dvc exp show` and `python stages/report.py` see them all. Params not named here come from
-params.yaml (commit it first: experiments are recorded against HEAD)."""
+"""Run the control sweep as DVC experiments, one after another in the workspace: every head x
+seed on the control task, then the negative control (`data.motion=pan`) for film and the spatial
+head (xattn, sfilm or stx) with the highest mean ratio. Each run is a named `dvc exp run -S ...`
+(`control-sfilm-s0`, `pan-film-s2`, ...), so `dvc exp show` and `python stages/report.py` see them
+all. At the end the workspace is restored to the run with params.yaml's own head and seed on the
+control task (`dvc exp apply`), so the report's pictures show the default model. Params not named
+here come from params.yaml: commit it first, since experiments are recorded against HEAD."""
 
 import argparse
 import json
@@ -12,37 +14,49 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from fovea.params import load_params
+
 HEADS = ("film", "mlp", "xattn", "sfilm", "stx")
+SPATIAL = ("xattn", "sfilm", "stx")  # mlp has no spatial structure (DESIGN.md)
 BASELINE = "film"
 
 
-def run(overrides: dict[str, object]) -> dict:
-    args = [sys.executable, "-m", "dvc", "exp", "run"]
-    for key, value in overrides.items():
-        args += ["-S", f"{key}={value}"]
+def dvc(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def run(name: str, motion: str, head: str, seed: int) -> dict:
     started = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    dvc("exp", "run", "-n", name, "-S", f"data.motion={motion}", "-S", f"head={head}", "-S", f"seed={seed}")
     metrics = json.loads(Path("metrics/eval.json").read_text())
-    print(f"sweep: {overrides} -> ratio {metrics['ratio']:.4f} [{metrics['ratio_ci_low']:.4f}, "
-          f"{metrics['ratio_ci_high']:.4f}] in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"sweep: {name} -> ratio {metrics['ratio']:.4f} [{metrics['ratio_ci_low']:.4f}, "
+          f"{metrics['ratio_ci_high']:.4f}], h-shuffle gap {metrics.get('h_shuffle_gap', float('nan')):.4f}, "
+          f"in {time.perf_counter() - started:.0f} s", flush=True)
     return metrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     args = parser.parse_args()
+    default = load_params()
+    if BASELINE not in args.heads or not set(SPATIAL) & set(args.heads):
+        parser.error(f"--heads needs {BASELINE} and at least one spatial head ({', '.join(SPATIAL)})")
+
     ratios: dict[str, list[float]] = defaultdict(list)
     for head in args.heads:
         for seed in args.seeds:
-            ratios[head].append(run({"data.motion": "target", "head": head, "seed": seed})["ratio"])
-    spatial = [head for head in ratios if head != BASELINE]
-    best = max(spatial, key=lambda head: sum(ratios[head]) / len(ratios[head]))
+            ratios[head].append(run(f"control-{head}-s{seed}", "target", head, seed)["ratio"])
+    best = max((h for h in SPATIAL if h in ratios), key=lambda h: sum(ratios[h]) / len(ratios[h]))
     print(f"sweep: best spatial head on the control task: {best}", flush=True)
     for head in (BASELINE, best):
         for seed in args.seeds:
-            run({"data.motion": "pan", "head": head, "seed": seed})
+            run(f"pan-{head}-s{seed}", "pan", head, seed)
+
+    if default.head in args.heads and default.seed in args.seeds:
+        dvc("exp", "apply", f"control-{default.head}-s{default.seed}")
+        print(f"sweep: workspace restored to control-{default.head}-s{default.seed}", flush=True)
 
 
 if __name__ == "__main__":

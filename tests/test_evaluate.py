@@ -90,6 +90,20 @@ def test_summary_fields_are_consistent(tiny_model):
     assert metrics["ratio_ci_low"] <= metrics["ratio"] <= metrics["ratio_ci_high"]
     assert 0.0 <= metrics["fine_win_rate"] <= 1.0
     assert len(metrics["per_frame_loss_fine"]) == len(metrics["per_frame_loss_coarse"]) == 4
-    assert np.mean(metrics["per_frame_loss_fine"]) == pytest.approx(metrics["loss_fine"], rel=1e-5)
-    copy = (val.target[:, 1:] - val.target[:, :-1]).pow(2).mean().item()
+    # The headline is over frames 3..T, where the passes can differ; the per-frame lists hold all.
+    assert metrics["headline_frames"] == "3..4"
+    assert np.mean(metrics["per_frame_loss_fine"][2:]) == pytest.approx(metrics["loss_fine"], rel=1e-5)
+    assert np.mean(metrics["per_frame_loss_coarse"][2:]) == pytest.approx(metrics["loss_coarse"], rel=1e-5)
+    everything = np.mean(metrics["per_frame_loss_coarse"]) / np.mean(metrics["per_frame_loss_fine"])
+    assert metrics["ratio_all_frames"] == pytest.approx(everything, rel=1e-5)
+    copy = (val.target[:, 2:] - val.target[:, 1:-1]).pow(2).mean().item()
     assert metrics["copy_loss"] == pytest.approx(copy, rel=1e-5)
+    assert metrics["copy_gap"] == pytest.approx(copy - metrics["loss_fine"], abs=1e-6)
+    for name in ("copy_gap", "h_shuffle_gap"):
+        assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
+
+
+def test_two_frame_clips_take_their_last_frame_as_the_headline():
+    from fovea.evaluate import headline_frames
+
+    assert headline_frames(2) == slice(1, None) and headline_frames(8) == slice(2, None)

@@ -27,7 +27,7 @@ def _experiment(head: str, seed: int, ratio: float, motion: str = "target", diff
     fine = difficulty * rng.lognormal(0.0, 0.05, size=CLIPS)
     coarse = fine * rng.normal(ratio, 0.05, size=CLIPS)
     metrics = {"head": head, "seed": seed, "ratio": float(coarse.mean() / fine.mean()), "num_clips": CLIPS,
-               "fine_win_rate": float(np.mean(fine < coarse)), "copy_gap": 0.01 if signal else -0.01,
+               "fine_win_rate": float(np.mean(fine < coarse)), "copy_gap": 0.01, "copy_gap_ci_low": 0.005 if signal else -0.001,
                "h_shuffle_gap": 0.02, "h_shuffle_gap_ci_low": 0.01, "head_params": 1000, "train_steps": 10}
     clips_table = {"keys": [f"clip-{i}" for i in range(CLIPS)], "loss_fine": fine.tolist(),
                    "loss_coarse": coarse.tolist()}
@@ -117,6 +117,29 @@ def test_crossed_draws_share_one_clip_resample_across_seeds():
     draws = CrossedDraws.make(40, 2, 50, rng)
     expected = coarse[0, draws.clips].sum(axis=1) / fine[0, draws.clips].sum(axis=1)
     np.testing.assert_allclose(crossed_bootstrap_ratios(fine, coarse, draws), expected)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_seed_resamples_are_uniform_for_any_number_of_seeds(count):
+    draws = CrossedDraws.make(10, 3, 60000, np.random.default_rng(0))
+    picks = draws.seeds(count)
+    assert picks.shape == (60000, count) and picks.min() == 0 and picks.max() == count - 1
+    np.testing.assert_allclose(np.bincount(picks.ravel()) / picks.size, 1 / count, atol=0.01)
+    if count == 2:  # both draws the same seed half the time, as with replacement
+        assert np.mean(picks[:, 0] == picks[:, 1]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_head_missing_a_seed_is_paired_with_film_on_the_seeds_both_have():
+    runs = [_experiment("film", s, 1.0) for s in (0, 1, 2)] + [_experiment("stx", s, 1.3) for s in (0, 2)]
+    film, stx = summarize_heads(runs, samples=2000, seed=0)
+    assert stx.seeds == [0, 2]
+    low, high = stx.ratio_ci
+    assert low < stx.ratio < high
+    film_on_shared = [run for run in film.runs if run.seed in (0, 2)]
+    expected = stx.ratio - pooled_ratio(*(np.asarray([r.clips[k] for r in film_on_shared])
+                                          for k in ("loss_fine", "loss_coarse")))
+    assert stx.diff_vs_film == pytest.approx(expected)
+    assert stx.diff_ci[0] < stx.diff_vs_film < stx.diff_ci[1]
 
 
 def _simulate(rng: np.random.Generator, seeds: int, clips: int, truth: float, seed_sd: float, clip_sd: float,

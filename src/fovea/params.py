@@ -40,8 +40,8 @@ class DataParams(_Section):
     # synthetic source: `control` is the known-answer task (fovea.data.control), `sprites` the
     # older set of bouncing sprites (fovea.data.synthetic)
     task: Literal["control", "sprites"] = "control"
-    num_clips: int = Field(64, ge=2)
-    frames_per_clip: int = Field(16, ge=2)
+    num_clips: int = Field(2400, ge=2)
+    frames_per_clip: int = Field(8, ge=2)
     size: int = Field(64, ge=16, le=1024)
     fps: int = Field(8, ge=1, le=120)
     sprites: int = Field(3, ge=1, le=16, description="sprites task: moving sprites per clip")
@@ -74,8 +74,8 @@ class DataParams(_Section):
         None, min_length=1, description="download cache; default: <videos dir>_cache"
     )
     # output layout and split
-    clips_per_shard: int = Field(32, ge=1)
-    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    clips_per_shard: int = Field(100, ge=1)
+    val_fraction: float = Field(0.125, gt=0.0, lt=1.0)
 
     @field_validator("url_list", "shards", "folder")
     @classmethod
@@ -94,11 +94,13 @@ class DataParams(_Section):
 
         if self.size % CELL_PIXELS:
             raise ValueError(f"data.size ({self.size}) must be a multiple of {CELL_PIXELS} for the control task")
-        free = (self.size // CELL_PIXELS) ** 2 - self.frames_per_clip
+        cells = (self.size // CELL_PIXELS) ** 2
+        # The target's path may cover up to one cell per frame; distractors sit on the others.
+        free = max(0, cells - self.frames_per_clip)
         if self.distractors > free:
             raise ValueError(
-                f"data.distractors ({self.distractors}) exceeds the {free} cells a {self.size}-px frame "
-                f"leaves beside the target's path"
+                f"data.distractors ({self.distractors}) may not fit: a {self.size}-px frame has {cells} cells "
+                f"and the target's path over {self.frames_per_clip} frames can take {min(cells, self.frames_per_clip)}"
             )
         return self
 
@@ -138,10 +140,10 @@ class VaeParams(_Section):
 
     name: str = "tiny"
     latent_channels: int = Field(4, ge=1)
-    block_channels: list[int] = Field(default_factory=lambda: [32, 32, 64, 64], min_length=1)
-    steps: int = Field(300, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
+    block_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32], min_length=1)
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
 
     @field_validator("block_channels")
     @classmethod
@@ -176,10 +178,10 @@ class ModelParams(_Section):
     # learned: the fine query made by the LLM decides where to read. motion: the fine read is
     # confined to the patches that changed since the previous frame, a known-answer read at the
     # right place for the control task (README: "Known-answer control").
-    fine_read: Literal["learned", "motion"] = "learned"
+    fine_read: Literal["learned", "motion"] = "motion"
     # The head predicts the change from the previous latent (z_prev + head(h, z_prev)), so no
     # head spends its training learning to copy; every head gets the same treatment.
-    residual: bool = False
+    residual: bool = True
     tiny: TinyModelParams = Field(default_factory=TinyModelParams)
 
 
@@ -187,13 +189,13 @@ class TrainParams(_Section):
     steps: int = Field(300, ge=1)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(2e-3, gt=0.0)
     warmup: int = Field(20, ge=0)
     lambda_coarse: float = Field(1.0, ge=0.0)
     # Stop the prediction loss at h: only the head learns; the encoder, LLM and queries keep
     # their initial weights. Trained through h, a random tiny LLM first flattens h across clips
     # (the head cannot use it yet, so its variation is noise) and the head never learns to use it.
-    detach_h: bool = False
+    detach_h: bool = True
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the
@@ -229,7 +231,7 @@ class EvalParams(_Section):
 
 class Params(_Section):
     seed: int = Field(0, ge=0)
-    head: str = "film"
+    head: str = "sfilm"
     heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
     data: DataParams = Field(default_factory=DataParams)
     frames: FrameParams = Field(default_factory=FrameParams)

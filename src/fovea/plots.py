@@ -86,7 +86,7 @@ def save_attention_image(frames: np.ndarray, coarse: np.ndarray, fine: np.ndarra
         for row, (name, maps) in enumerate((("coarse", coarse), ("fine", fine))):
             for t in range(steps):
                 axis = axes[2 * clip + row, t]
-                axis.imshow(frames[clip, t])
+                axis.imshow(frames[clip, t], extent=(0, width, height, 0))
                 weights = maps[clip, t].reshape(grid, grid)
                 axis.imshow(weights / max(float(weights.max()), 1e-12), cmap="magma", alpha=0.6, vmin=0, vmax=1,
                             extent=(0, width, height, 0), interpolation="nearest")

@@ -146,15 +146,19 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
 @dataclass
 class CrossedDraws:
     """Bootstrap draws for one task: clip resamples [samples, clips] shared by every run, and
-    seed resamples [samples, seeds] as positions in a list of seeds."""
+    uniform numbers [samples, seeds] from which every set of runs draws its seed resample."""
 
     clips: np.ndarray
-    seeds: np.ndarray
+    uniform: np.ndarray
 
     @classmethod
     def make(cls, num_clips: int, num_seeds: int, samples: int, rng: np.random.Generator) -> "CrossedDraws":
-        return cls(rng.integers(0, num_clips, size=(samples, num_clips)),
-                   rng.integers(0, num_seeds, size=(samples, num_seeds)))
+        return cls(rng.integers(0, num_clips, size=(samples, num_clips)), rng.random((samples, num_seeds)))
+
+    def seeds(self, count: int) -> np.ndarray:
+        """A resample of ``count`` seeds (positions 0..count-1) per replicate: [samples, count].
+        Runs with the same number of seeds get the same draws, so their differences are paired."""
+        return np.floor(self.uniform[:, :count] * count).astype(int)
 
 
 def pooled_ratio(fine: np.ndarray, coarse: np.ndarray) -> float:
@@ -171,8 +175,9 @@ def crossed_bootstrap_ratios(fine: np.ndarray, coarse: np.ndarray, draws: Crosse
     # Per-seed sums over the drawn clips: [samples, seeds]; then summed over the drawn seeds.
     fine_sums = fine[:, draws.clips].sum(axis=-1).T
     coarse_sums = coarse[:, draws.clips].sum(axis=-1).T
-    rows = np.arange(len(draws.seeds))[:, None]
-    return coarse_sums[rows, draws.seeds].sum(axis=1) / fine_sums[rows, draws.seeds].sum(axis=1)
+    seeds = draws.seeds(len(fine))
+    rows = np.arange(len(seeds))[:, None]
+    return coarse_sums[rows, seeds].sum(axis=1) / fine_sums[rows, seeds].sum(axis=1)
 
 
 def interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -191,7 +196,8 @@ def _losses(runs: list[Experiment]) -> tuple[np.ndarray, np.ndarray]:
 # experiment cannot tell "this head does not help" from "this setup shows nothing".
 def has_signal(runs: list[Experiment]) -> bool:
     return all(
-        run.metrics.get("copy_gap", 0.0) > 0 and run.metrics.get("h_shuffle_gap_ci_low", 0.0) > 0 for run in runs
+        run.metrics.get("copy_gap_ci_low", 0.0) > 0 and run.metrics.get("h_shuffle_gap_ci_low", 0.0) > 0
+        for run in runs
     )
 
 
@@ -250,8 +256,9 @@ class HeadSummary:
         }
 
 
-MEAN_KEYS = ("loss_fine", "loss_coarse", "copy_loss", "fine_win_rate", "copy_gap", "h_shuffle_gap",
-             "h_shuffle_gap_ci_low", "val_train_gap", "head_params", "train_steps", "num_clips")
+MEAN_KEYS = ("loss_fine", "loss_coarse", "ratio_all_frames", "copy_loss", "fine_win_rate", "copy_gap",
+             "copy_gap_ci_low", "h_shuffle_gap", "h_shuffle_gap_ci_low", "val_train_gap", "head_params",
+             "train_steps", "num_clips")
 
 
 def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: int = 0) -> list[HeadSummary]:
@@ -279,25 +286,16 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
                 summaries.append(HeadSummary(task, head, runs, ratio, None, means=means))
                 continue
             summary = HeadSummary(task, head, runs, pooled_ratio(*_losses(runs)), None, means=means)
-            summary.ratio_ci = interval(crossed_bootstrap_ratios(*_losses(runs), _seed_subset(draws, seeds, runs)))
+            summary.ratio_ci = interval(crossed_bootstrap_ratios(*_losses(runs), draws))
             shared = sorted(set(film_runs) & set(by_head[head]))
             if head != BASELINE_HEAD and shared and all(film_runs[s].clips for s in shared):
                 mine = [by_head[head][s] for s in shared]
                 film = [film_runs[s] for s in shared]
-                subset = _seed_subset(draws, seeds, mine)
                 summary.diff_vs_film = pooled_ratio(*_losses(mine)) - pooled_ratio(*_losses(film))
-                summary.diff_ci = interval(crossed_bootstrap_ratios(*_losses(mine), subset)
-                                           - crossed_bootstrap_ratios(*_losses(film), subset))
+                summary.diff_ci = interval(crossed_bootstrap_ratios(*_losses(mine), draws)
+                                           - crossed_bootstrap_ratios(*_losses(film), draws))
             summaries.append(summary)
     return summaries
-
-
-def _seed_subset(draws: CrossedDraws, seeds: list[int], runs: list[Experiment]) -> CrossedDraws:
-    """The task's draws for runs covering only some of its seeds: the same clip draws, and the
-    first ``len(runs)`` columns of the seed draws folded onto those runs (all seeds: unchanged)."""
-    if len(runs) == len(seeds):
-        return draws
-    return CrossedDraws(draws.clips, draws.seeds[:, : len(runs)] % len(runs))
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -321,8 +319,8 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
         "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`).",
-        "ratio = loss_coarse / loss_fine on the val split, pooled over seeds and clips; > 1 means the",
-        "fine pass's read helps. Intervals are 95% crossed-bootstrap intervals (one clip resample shared",
+        "ratio = loss_coarse / loss_fine on the val split (frames 3..T, where the passes can differ),",
+        "pooled over seeds and clips; > 1 means the fine pass's read helps. Intervals are 95% crossed-bootstrap intervals (one clip resample shared",
         "by every seed and head of a task, and a seed resample); the difference from film is paired on",
         "the same draws.",
         "",
@@ -349,7 +347,7 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "- fine win rate: share of val clips whose fine loss is below their coarse loss.",
         "- val/train gap: (val fine loss - train fine loss) / train fine loss, on as many training clips;",
         "  about 0 when nothing was memorised.",
-        "- verdict: given only where every seed beats copying and uses h (h-shuffle interval above 0);",
+        "- verdict: given only where, in every seed, the copy-gap and h-shuffle-gap intervals lie above 0;",
         "  otherwise \"no signal in this setup\". \"looking helps\": the ratio interval lies above 1;",
         "  \"beats film\": the paired difference interval lies above 0.",
         "",

@@ -100,9 +100,10 @@ def train(
         print(f"train: init from {init_report['checkpoint']}: {init_report['loaded']} loaded, "
               f"{init_report['skipped']} skipped {init_report['skipped_by_reason']}"
               + (f" ({init_report['reason']})" if init_report["reason"] else ""))
+    if cfg.detach_h:
+        model.train_only_head()
     model.train()
 
-    # With h detached nothing upstream of the head gets a gradient: only the head (and z_init) train.
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup))

@@ -108,10 +108,13 @@ def motion_patches(frames: torch.Tensor, patch_size: int) -> torch.Tensor:
     frame where nothing changed, may attend to everything (CLS included), like a plain read.
     Uses frames t-1 and t only, so the read of frame t sees nothing later.
     """
-    batch, steps = frames.shape[:2]
-    change = (frames[:, 1:].float() - frames[:, :-1].float()).abs().mean(dim=-1)  # [B, T-1, H, W]
-    per_patch = F.avg_pool2d(change.flatten(0, 1).unsqueeze(1), patch_size).view(batch, steps - 1, -1)
-    moved = torch.cat([torch.zeros_like(per_patch[:, :1], dtype=torch.bool), per_patch > MOTION_THRESHOLD], dim=1)
+    batch, steps, height, width = frames.shape[:4]
+    patches = (height // patch_size) * (width // patch_size)
+    moved = torch.zeros(batch, steps, patches, dtype=torch.bool, device=frames.device)
+    if steps > 1 and batch > 0:
+        change = (frames[:, 1:].float() - frames[:, :-1].float()).abs().mean(dim=-1)  # [B, T-1, H, W]
+        per_patch = F.avg_pool2d(change.flatten(0, 1).unsqueeze(1), patch_size).view(batch, steps - 1, patches)
+        moved[:, 1:] = per_patch > MOTION_THRESHOLD
     still = ~moved.any(dim=-1, keepdim=True)  # nothing moved: read everything
     return torch.cat([still, moved | still], dim=-1)
 
@@ -253,6 +256,13 @@ class FoveatedVLM(nn.Module):
             pred_fine=self.predict(h_fine, z_prev),
             target=latents,
         )
+
+    def train_only_head(self) -> None:
+        """Freeze everything upstream of ``h`` (train.detach_h): only the head and ``z_init``
+        keep trainable weights. Parameters that never get a gradient would stop DDP."""
+        for name, parameter in self.named_parameters():
+            if not name.startswith(("head.", "z_init")):
+                parameter.requires_grad_(False)
 
     def coarse_queries(self, batch: int, steps: int) -> torch.Tensor:
         return self.static_query.expand(batch, steps, -1)
