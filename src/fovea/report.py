@@ -320,9 +320,9 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "",
         "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`).",
         "ratio = loss_coarse / loss_fine on the val split (frames 3..T, where the passes can differ),",
-        "pooled over seeds and clips; > 1 means the fine pass's read helps. Intervals are 95% crossed-bootstrap intervals (one clip resample shared",
-        "by every seed and head of a task, and a seed resample); the difference from film is paired on",
-        "the same draws.",
+        "pooled over seeds and clips; > 1 means the fine pass's read helps. Intervals are 95%",
+        "crossed-bootstrap intervals (one clip resample shared by every seed and head of a task, and a",
+        "seed resample); the difference from film is paired on the same draws.",
         "",
         "| task | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
         "copy gap | h-shuffle gap | fine win rate | val/train gap | verdict |",
@@ -340,7 +340,7 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
     lines += [
         "",
         "Columns:",
-        "- copy gap: loss of copying the previous latent minus the fine loss (frames 2..T); <= 0 means",
+        "- copy gap: loss of copying the previous latent minus the fine loss (frames 3..T); <= 0 means",
         "  the head does no better than copying.",
         "- h-shuffle gap: fine loss with another clip's h minus the fine loss; about 0 means the head",
         "  ignores h.",
