@@ -1,9 +1,11 @@
 """Compare every DVC experiment: results/comparison.md, results/comparison.json,
-results/ratio_by_head.png, and pictures of the workspace's model: results/samples.png (decoded
+results/ratio_by_head.png, results/runs/ (each run's params, metrics and per-clip losses, from
+which the rest is computed), and pictures of the workspace's model: results/samples.png (decoded
 predictions) and results/attention.png (where the coarse and fine queries attend).
 
 Run it after `dvc exp run` / `python stages/sweep.py` (it is not a pipeline stage: it reads all
-experiments, not one)."""
+experiments, not one). DVC lists the experiments of the current commit only; once anything is
+committed, `--from-runs` rebuilds the report from results/runs/ instead."""
 
 import argparse
 import json
@@ -17,6 +19,8 @@ from fovea.params import load_params
 from fovea.plots import save_ratio_plot, save_samples_image
 from fovea.report import (
     ReportError,
+    load_runs,
+    save_runs,
     comparison_json,
     comparison_markdown,
     read_experiments,
@@ -32,15 +36,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    parser.add_argument("--commits", type=int, default=1,
+                        help="read the experiments of the last N commits (a sweep is recorded against the commit it ran on)")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="read the runs saved in OUT/runs/ instead of `dvc exp show`")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT/runs/ even with fewer runs than it holds")
     args = parser.parse_args()
 
     params = load_params(args.repo / args.params)
-    experiments, left_out = same_setup(read_experiments(args.repo))
+    runs_dir = args.out / "runs"
+    found = load_runs(runs_dir) if args.from_runs else read_experiments(args.repo, args.commits)
+    saved = len(list(runs_dir.glob("*.json"))) if runs_dir.is_dir() else 0
+    if not args.from_runs and len(found) < saved and not args.force:
+        raise ReportError(
+            f"`dvc exp show` lists {len(found)} runs with metrics, {runs_dir} holds {saved}: experiments "
+            "belong to the commit they ran on, so a commit since the sweep hides them. Read more commits "
+            "with --commits N, rebuild from the saved runs with --from-runs, rerun the sweep, or replace "
+            "them with --force."
+        )
+    experiments, left_out = same_setup(found)
     if not experiments:
         raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
     summaries = summarize_heads(experiments, samples=args.bootstrap, seed=args.seed)
+    model_dir = args.repo / "models" / "fvlm"
+    # Loaded before anything is written, so a missing or broken model leaves the old outputs whole.
+    model = FoveatedVLM.load(model_dir) if (model_dir / "model.safetensors").is_file() else None
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.from_runs:
+        save_runs(found, runs_dir)
     (args.out / "comparison.md").write_text(comparison_markdown(summaries, left_out))
     (args.out / "comparison.json").write_text(json.dumps(comparison_json(summaries), indent=2) + "\n")
     with_ci = [s for s in summaries if s.ratio_ci]
@@ -50,7 +75,10 @@ def main() -> None:
         args.out / "ratio_by_head.png", groups=[s.task for s in with_ci],
     )
 
-    model = FoveatedVLM.load(args.repo / "models" / "fvlm")
+    if model is None:
+        print(f"report: no model in {model_dir} (run `dvc repro`): samples.png and attention.png left as they are")
+        print(f"report: {len(experiments)} experiments, {len(summaries)} (task, head) rows -> {args.out}/")
+        return
     val_dir = args.repo / "data" / "latents" / "val"
     val = run_val(model, val_dir, params.eval.batch_size, max_clips=params.eval.sample_clips)
     name = f"workspace model ({model.config.head}, fine read: {model.config.fine_read})"

@@ -2,7 +2,7 @@
 seed on the control task, then the negative control (`data.motion=pan`) for film and the spatial
 head (xattn, sfilm or stx) with the highest mean ratio. Each run is a named `dvc exp run -S ...`
 (`control-sfilm-s0`, `pan-film-s2`, ...), so `dvc exp show` and `python stages/report.py` see them
-all. At the end the workspace is restored to the run with params.yaml's own head and seed on the
+all; rerun at the same commit, it skips the runs already there. At the end the workspace is restored to the run with params.yaml's own head and seed on the
 control task (`dvc exp apply`), so the report's pictures show the default model. Params not named
 here come from params.yaml: commit it first, since experiments are recorded against HEAD."""
 
@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fovea.params import load_params
+from fovea.report import read_experiments
 
 HEADS = ("film", "mlp", "xattn", "sfilm", "stx")
 SPATIAL = ("xattn", "sfilm", "stx")  # mlp has no spatial structure (DESIGN.md)
@@ -25,7 +26,10 @@ def dvc(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dvc", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def run(name: str, motion: str, head: str, seed: int) -> dict:
+def run(name: str, motion: str, head: str, seed: int, done: dict[str, dict]) -> dict:
+    if name in done:  # a rerun of an interrupted sweep at the same commit
+        print(f"sweep: {name} already run at this commit, ratio {done[name]['ratio']:.4f}", flush=True)
+        return done[name]
     started = time.perf_counter()
     dvc("exp", "run", "-n", name, "-S", f"data.motion={motion}", "-S", f"head={head}", "-S", f"seed={seed}")
     metrics = json.loads(Path("metrics/eval.json").read_text())
@@ -44,15 +48,16 @@ def main() -> None:
     if BASELINE not in args.heads or not set(SPATIAL) & set(args.heads):
         parser.error(f"--heads needs {BASELINE} and at least one spatial head ({', '.join(SPATIAL)})")
 
+    done = {exp.name: exp.metrics for exp in read_experiments(Path("."))}
     ratios: dict[str, list[float]] = defaultdict(list)
     for head in args.heads:
         for seed in args.seeds:
-            ratios[head].append(run(f"control-{head}-s{seed}", "target", head, seed)["ratio"])
+            ratios[head].append(run(f"control-{head}-s{seed}", "target", head, seed, done)["ratio"])
     best = max((h for h in SPATIAL if h in ratios), key=lambda h: sum(ratios[h]) / len(ratios[h]))
     print(f"sweep: best spatial head on the control task: {best}", flush=True)
     for head in (BASELINE, best):
         for seed in args.seeds:
-            run(f"pan-{head}-s{seed}", "pan", head, seed)
+            run(f"pan-{head}-s{seed}", "pan", head, seed, done)
 
     if default.head in args.heads and default.seed in args.seeds:
         dvc("exp", "apply", f"control-{default.head}-s{default.seed}")

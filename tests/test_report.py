@@ -10,7 +10,9 @@ from fovea.report import (
     comparison_markdown,
     crossed_bootstrap_ratios,
     interval,
+    load_runs,
     pooled_ratio,
+    save_runs,
     same_setup,
     summarize_heads,
 )
@@ -18,16 +20,14 @@ from fovea.report import (
 CLIPS = 60
 
 
-def _experiment(head: str, seed: int, ratio: float, motion: str = "target", difficulty: np.ndarray | None = None,
-                signal: bool = True) -> Experiment:
+def _experiment(head: str, seed: int, ratio: float, motion: str = "target") -> Experiment:
     """A run whose clips share their difficulty with every other run (seeds and clips crossed)."""
-    if difficulty is None:
-        difficulty = np.random.default_rng(123).gamma(4.0, 0.05, size=CLIPS)
+    difficulty = np.random.default_rng(123).gamma(4.0, 0.05, size=CLIPS)
     rng = np.random.default_rng(seed * 100 + len(head))
     fine = difficulty * rng.lognormal(0.0, 0.05, size=CLIPS)
     coarse = fine * rng.normal(ratio, 0.05, size=CLIPS)
     metrics = {"head": head, "seed": seed, "ratio": float(coarse.mean() / fine.mean()), "num_clips": CLIPS,
-               "fine_win_rate": float(np.mean(fine < coarse)), "copy_gap": 0.01, "copy_gap_ci_low": 0.005 if signal else -0.001,
+               "fine_win_rate": float(np.mean(fine < coarse)), "copy_gap": 0.01, "copy_gap_ci_low": 0.005,
                "h_shuffle_gap": 0.02, "h_shuffle_gap_ci_low": 0.01, "head_params": 1000, "train_steps": 10}
     clips_table = {"keys": [f"clip-{i}" for i in range(CLIPS)], "loss_fine": fine.tolist(),
                    "loss_coarse": coarse.tolist()}
@@ -69,11 +69,27 @@ def test_paired_difference_and_verdicts(summaries):
     assert neg_stx.verdict() == "no effect of looking; not distinguishable from film"
 
 
-def test_no_verdict_without_signal():
-    runs = [_experiment("film", s, 1.0) for s in (0, 1)] + [_experiment("stx", s, 1.4, signal=False) for s in (0, 1)]
-    stx = summarize_heads(runs, samples=200)[1]
-    assert stx.verdict().startswith("no signal in this setup")
-    assert stx.as_row()["signal"] is False
+@pytest.mark.parametrize("failing", ["copy_gap_ci_low", "h_shuffle_gap_ci_low"])
+def test_no_verdict_when_one_seed_lacks_signal(failing):
+    runs = [_experiment("film", s, 1.0) for s in (0, 1)] + [_experiment("stx", s, 1.4) for s in (0, 1)]
+    runs[3].metrics[failing] = -0.001  # one seed of stx: that interval reaches below 0
+    film, stx = summarize_heads(runs, samples=200)
+    assert stx.verdict().startswith("no signal in this setup") and film.verdict() == "no effect of looking"
+    assert stx.as_row()["signal"] is False and stx.as_row()[failing] == -0.001  # the minimum over seeds
+
+
+def test_runs_with_other_head_options_are_another_arm():
+    runs = [_experiment("xattn", s, 1.2) for s in (0, 1)] + [_experiment("xattn", 0, 1.0)]
+    runs[2].params["heads"] = {"xattn": {"heads": 8}}
+    labels = [summary.head for summary in summarize_heads(runs, samples=200)]
+    assert labels == ["xattn", 'xattn {"heads": 8}']
+
+
+def test_saved_runs_rebuild_the_same_report(tmp_path, summaries):
+    runs = [run for summary in summaries for run in summary.runs]
+    save_runs(runs, tmp_path / "runs")
+    again = summarize_heads(load_runs(tmp_path / "runs"), samples=1000, seed=0)
+    assert comparison_json(again) == comparison_json(summaries)
 
 
 def test_json_rows_carry_the_documented_fields(summaries):
@@ -143,44 +159,67 @@ def test_a_head_missing_a_seed_is_paired_with_film_on_the_seeds_both_have():
 
 
 def _simulate(rng: np.random.Generator, seeds: int, clips: int, truth: float, seed_sd: float, clip_sd: float,
-              noise_sd: float) -> tuple[np.ndarray, np.ndarray]:
+              noise_sd: float, ratio_sd: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Per-clip losses [seeds, clips] of a crossed design whose population ratio is ``truth``.
 
-    Clip difficulty is shared by all seeds; each seed shifts its losses (log scale) and every
-    (seed, clip) cell has its own noise. Fine and coarse losses have the same distribution up to
-    the factor ``truth``, so E[coarse] / E[fine] = truth exactly.
+    Clip difficulty and each clip's own coarse/fine ratio (mean-one factor w_c) are shared by all
+    seeds, as when every seed is evaluated on the same clips; each seed shifts its losses (log
+    scale) and every (seed, clip) cell has its own noise. With w independent of the rest,
+    E[coarse] / E[fine] = truth exactly.
     """
     difficulty = rng.lognormal(0.0, clip_sd, size=clips)
+    clip_ratio = np.exp(ratio_sd * rng.standard_normal(clips) - ratio_sd**2 / 2)
 
     def losses() -> np.ndarray:
         return (difficulty * rng.lognormal(0.0, seed_sd, size=(seeds, 1))
                 * rng.lognormal(0.0, noise_sd, size=(seeds, clips)))
 
-    return losses(), truth * losses()
+    return losses(), truth * clip_ratio * losses()
 
 
-def _coverage(seeds: int, seed_sd: float, noise_sd: float, trials: int = 300) -> float:
+def _nested_bootstrap_ratios(fine: np.ndarray, coarse: np.ndarray, samples: int, rng) -> np.ndarray:
+    """The report's former bootstrap: resample seeds, then each seed's clips on its own."""
+    seeds, clips = fine.shape
+    seed_picks = rng.integers(0, seeds, size=(samples, seeds))
+    clip_picks = [rng.integers(0, clips, size=(samples, clips)) for _ in range(seeds)]
+    fine_sum, coarse_sum = np.zeros(samples), np.zeros(samples)
+    for slot in range(seeds):
+        for index in range(seeds):
+            chosen = seed_picks[:, slot] == index
+            fine_sum[chosen] += fine[index][clip_picks[index][chosen]].mean(axis=1)
+            coarse_sum[chosen] += coarse[index][clip_picks[index][chosen]].mean(axis=1)
+    return coarse_sum / fine_sum
+
+
+def _coverage(seeds: int, seed_sd: float, noise_sd: float, nested: bool = False, trials: int = 600) -> float:
     rng = np.random.default_rng(7)
     truth, covered = 1.1, 0
     for _ in range(trials):
         fine, coarse = _simulate(rng, seeds, clips=60, truth=truth, seed_sd=seed_sd, clip_sd=0.6, noise_sd=noise_sd)
-        low, high = interval(crossed_bootstrap_ratios(fine, coarse, CrossedDraws.make(60, seeds, 400, rng)))
+        if nested:
+            replicates = _nested_bootstrap_ratios(fine, coarse, 400, rng)
+        else:
+            replicates = crossed_bootstrap_ratios(fine, coarse, CrossedDraws.make(60, seeds, 400, rng))
+        low, high = interval(replicates)
         covered += low <= truth <= high
         assert low <= pooled_ratio(fine, coarse) <= high
     return covered / trials
 
 
-@pytest.mark.parametrize("seeds,seed_sd,noise_sd", [(3, 0.002, 0.05), (3, 0.01, 0.05), (5, 0.01, 0.1)])
-def test_crossed_interval_covers_the_truth_at_least_95_percent_when_clips_dominate(seeds, seed_sd, noise_sd):
-    # The control sweep's regime: per-seed ratios differ by ~0.3%, the clip interval is ~±0.7%.
-    # Resampling clips and seeds both counts the seed x clip noise twice, so the interval is
-    # conservative; 300 trials of a true 95% give 0.925..0.975 about 95% of the time.
+@pytest.mark.parametrize("seeds,seed_sd,noise_sd", [(3, 0.005, 0.05), (5, 0.01, 0.05)])
+def test_crossed_interval_covers_the_truth_95_percent_and_the_nested_one_does_not(seeds, seed_sd, noise_sd):
+    # Clips dominate: film and sfilm in the control sweep (per-seed spread ~1x the clip spread).
+    # 600 trials of a true 95% give 0.933..0.967 about 95% of the time; a percentile interval of
+    # a ratio over 60 clips covers a little less than nominal (measured 0.93-0.94 here).
     coverage = _coverage(seeds, seed_sd, noise_sd)
-    assert 0.925 <= coverage <= 1.0, f"coverage {coverage:.3f}"
+    assert 0.90 <= coverage <= 0.98, f"crossed coverage {coverage:.3f}"
+    # Resampling each seed's clips on its own treats shared clip effects as independent: too narrow.
+    nested = _coverage(seeds, seed_sd, noise_sd, nested=True)
+    assert nested < 0.90, f"nested coverage {nested:.3f}"
 
 
-def test_with_three_seeds_and_large_seed_effects_the_interval_is_too_narrow():
-    # The limit the README states: when the ratio varies from seed to seed more than from clip
-    # resample to clip resample, three seeds cannot carry that spread into the interval.
-    coverage = _coverage(3, 0.1, 0.05)
-    assert coverage < 0.9, f"coverage {coverage:.3f}"
+@pytest.mark.xfail(strict=True, reason="known limit (README): three seeds cannot carry a large seed-to-seed "
+                                       "spread into the interval; passes once the report has a seed-level interval")
+def test_with_three_seeds_and_large_seed_effects_the_interval_still_covers():
+    # mlp, stx and xattn in the control sweep: per-seed ratios spread 6-21x the clip spread.
+    assert _coverage(3, 0.1, 0.05) >= 0.90

@@ -45,6 +45,13 @@ class Experiment:
         return int(self.metrics.get("seed", self.params.get("seed", 0)))
 
     @property
+    def label(self) -> str:
+        """The head, with its options when ``heads.<head>`` sets any: runs with other options
+        are another arm of the comparison, not another seed of the same one."""
+        options = (self.params.get("heads") or {}).get(self.head) or {}
+        return f"{self.head} {json.dumps(options, sort_keys=True)}" if options else self.head
+
+    @property
     def task(self) -> str:
         """``control``, ``negative control`` (the pan), or the source and task of other setups."""
         data = self.params.get("data", {})
@@ -68,35 +75,58 @@ def _clips_at(repo: Path, rev: str) -> dict | None:
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
-def read_experiments(repo: Path) -> list[Experiment]:
-    """The workspace, its baseline commit and every experiment that has eval metrics.
+def read_experiments(repo: Path, commits: int = 1) -> list[Experiment]:
+    """The workspace, the last ``commits`` commits and every experiment run on them that has
+    eval metrics.
 
-    Entries with identical metrics (the workspace and the commit it matches) are kept once.
+    Entries with identical metrics (the workspace and the run it matches) are kept once, under
+    the experiment's name where one has it.
     """
     found: list[Experiment] = []
-    seen: set[str] = set()
-    for baseline in _dvc_json(repo, "exp", "show"):
+    seen: dict[str, int] = {}
+    for baseline in _dvc_json(repo, "exp", "show", "--num", str(commits)):
         entries = [baseline] + [rev for exp in baseline.get("experiments") or [] for rev in exp.get("revs", [])]
         for entry in entries:
             data = entry.get("data") or {}
             metrics = data.get("metrics", {}).get(EVAL_FILE, {}).get("data")
             if not metrics or entry.get("error"):
                 continue
-            fingerprint = json.dumps(metrics, sort_keys=True)
-            if fingerprint in seen:
-                continue
-            seen.add(fingerprint)
             rev = entry.get("rev", "workspace")
-            found.append(
-                Experiment(
-                    name=entry.get("name") or (rev if rev == "workspace" else rev[:7]),
-                    rev=rev,
-                    params=data.get("params", {}).get("params.yaml", {}).get("data", {}),
-                    metrics=metrics,
-                    clips=_clips_at(repo, rev),
-                )
+            experiment = Experiment(
+                name=entry.get("name") or (rev if rev == "workspace" else rev[:7]),
+                rev=rev,
+                params=data.get("params", {}).get("params.yaml", {}).get("data", {}),
+                metrics=metrics,
+                clips=_clips_at(repo, rev),
             )
+            fingerprint = json.dumps(metrics, sort_keys=True)
+            if fingerprint not in seen:
+                seen[fingerprint] = len(found)
+                found.append(experiment)
+            elif entry.get("name") and found[seen[fingerprint]].rev == "workspace":
+                found[seen[fingerprint]] = experiment
     return found
+
+
+def save_runs(experiments: list[Experiment], directory: Path) -> None:
+    """One JSON file per run (name, rev, params, metrics, per-clip losses): what the report is
+    computed from, kept with the results, since DVC keeps experiments only as local refs of the
+    commit they ran on."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.json"):
+        old.unlink()
+    for exp in experiments:
+        record = {"name": exp.name, "rev": exp.rev, "params": exp.params, "metrics": exp.metrics, "clips": exp.clips}
+        (directory / f"{exp.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_runs(directory: Path) -> list[Experiment]:
+    """The runs :func:`save_runs` wrote."""
+    files = sorted(Path(directory).glob("*.json"))
+    if not files:
+        raise ReportError(f"no saved runs in {directory}")
+    return [Experiment(**json.loads(path.read_text())) for path in files]
 
 
 # Params that define what is compared (the task, the head and its options) or replicated (the
@@ -266,7 +296,7 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
     draws shared by every head of the task."""
     by_task: dict[str, dict[str, dict[int, Experiment]]] = defaultdict(lambda: defaultdict(dict))
     for exp in experiments:
-        by_task[exp.task][exp.head].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
+        by_task[exp.task][exp.label].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
     rng = np.random.default_rng(seed)
     summaries: list[HeadSummary] = []
     for task in sorted(by_task, key=lambda name: (name != "control", name)):
@@ -279,7 +309,10 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
         film_runs = by_head.get(BASELINE_HEAD, {})
         for head in sorted(by_head, key=lambda name: (name != BASELINE_HEAD, name)):
             runs = [by_head[head][s] for s in sorted(by_head[head])]
-            means = {key: float(np.mean([run.metrics[key] for run in runs if key in run.metrics]))
+            # Means over seeds; the lower ends of per-run intervals as their minimum, which is what
+            # the verdict rule reads.
+            means = {key: float((np.min if key.endswith("_ci_low") else np.mean)(
+                         [run.metrics[key] for run in runs if key in run.metrics]))
                      for key in MEAN_KEYS if any(key in run.metrics for run in runs)}
             if not (comparable and all(run.clips for run in runs)):
                 ratio = float(np.mean([run.metrics["ratio"] for run in runs]))
