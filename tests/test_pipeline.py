@@ -56,7 +56,12 @@ def test_same_params_and_seed_give_the_same_metrics(project):
         assert (project / name).read_bytes() == content, f"{name} differs on a rerun"
 
 
-@pytest.mark.parametrize("head", head_names())
+# The baseline head first: `dvc exp run -S head=X` starts from the workspace, which after a run
+# of another head holds that head, so only a first run of the baseline's own head reruns nothing.
+HEADS_BASELINE_FIRST = sorted(head_names(), key=lambda name: name != repo_params(SHRUNK)["head"])
+
+
+@pytest.mark.parametrize("head", HEADS_BASELINE_FIRST)
 def test_every_head_runs_through_exp_run_and_reruns_only_train_and_evaluate(project, head):
     baseline = yaml.safe_load(run(project, "git", "show", "HEAD:params.yaml").stdout)["head"]
     out = dvc(project, "exp", "run", "-n", f"head-{head}", "-S", f"head={head}").stdout

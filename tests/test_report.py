@@ -82,7 +82,15 @@ def test_runs_with_other_head_options_are_another_arm():
     runs = [_experiment("xattn", s, 1.2) for s in (0, 1)] + [_experiment("xattn", 0, 1.0)]
     runs[2].params["heads"] = {"xattn": {"heads": 8}}
     labels = [summary.head for summary in summarize_heads(runs, samples=200)]
-    assert labels == ["xattn", 'xattn {"heads": 8}']
+    assert labels == ['xattn {"heads": 8}', "xattn {}"]
+    # options every run of a head shares do not split it: film stays the baseline
+    for run in runs[:2]:
+        run.params["heads"] = {"xattn": {"heads": 8}}
+    runs[2].params["heads"] = {"xattn": {"heads": 8}}
+    film = _experiment("film", 0, 1.0)
+    film.params["heads"] = {"film": {"film_hidden": 32}}
+    summaries = summarize_heads(runs + [film], samples=200)
+    assert [s.head for s in summaries] == ["film", "xattn"] and summaries[1].diff_vs_film is not None
 
 
 def test_saved_runs_rebuild_the_same_report(tmp_path, summaries):

@@ -45,11 +45,9 @@ class Experiment:
         return int(self.metrics.get("seed", self.params.get("seed", 0)))
 
     @property
-    def label(self) -> str:
-        """The head, with its options when ``heads.<head>`` sets any: runs with other options
-        are another arm of the comparison, not another seed of the same one."""
-        options = (self.params.get("heads") or {}).get(self.head) or {}
-        return f"{self.head} {json.dumps(options, sort_keys=True)}" if options else self.head
+    def head_options(self) -> str:
+        """``heads.<head>`` of the run's params, as sorted JSON ("{}" when unset)."""
+        return json.dumps((self.params.get("heads") or {}).get(self.head) or {}, sort_keys=True)
 
     @property
     def task(self) -> str:
@@ -294,9 +292,18 @@ MEAN_KEYS = ("loss_fine", "loss_coarse", "ratio_all_frames", "copy_loss", "fine_
 def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: int = 0) -> list[HeadSummary]:
     """One summary per (task, head), baseline first within each task; intervals from crossed
     draws shared by every head of the task."""
+    # Runs of one head with other options are another arm, not more seeds of the same one: where a
+    # head has several option sets, each is labelled with its options.
+    option_sets: dict[str, set[str]] = defaultdict(set)
+    for exp in experiments:
+        option_sets[exp.head].add(exp.head_options)
+
+    def label(exp: Experiment) -> str:
+        return exp.head if len(option_sets[exp.head]) == 1 else f"{exp.head} {exp.head_options}"
+
     by_task: dict[str, dict[str, dict[int, Experiment]]] = defaultdict(lambda: defaultdict(dict))
     for exp in experiments:
-        by_task[exp.task][exp.label].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
+        by_task[exp.task][label(exp)].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
     rng = np.random.default_rng(seed)
     summaries: list[HeadSummary] = []
     for task in sorted(by_task, key=lambda name: (name != "control", name)):
