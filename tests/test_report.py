@@ -132,6 +132,20 @@ def test_runs_with_other_settings_are_left_out_and_named_but_the_task_is_compare
     assert "- film-target-1 (film, seed 1): train.steps=2" in text
 
 
+def test_the_workspaces_setup_is_the_reference_even_under_a_run_name():
+    # The workspace holds the last run's results, listed under that run's name: its setup is the
+    # one compared, even where more runs share another setup.
+    others = [_experiment(head, 0, 1.0) for head in ("film", "stx", "mlp")]
+    for exp in others:
+        exp.params["train"] = {"steps": 3}
+    latest = [_experiment("film", 1, 1.0), _experiment("stx", 1, 1.0)]
+    for exp in latest:
+        exp.params["train"] = {"steps": 2}
+    latest[1].in_workspace = True
+    kept, left_out = same_setup(others + latest)
+    assert kept == latest and len(left_out) == 3
+
+
 def test_crossed_draws_share_one_clip_resample_across_seeds():
     # Two seeds with identical losses per clip: a replicate's ratio is then exactly the ratio of
     # one seed on the drawn clips, which it would not be if each seed drew its own clips.

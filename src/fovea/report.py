@@ -35,6 +35,8 @@ class Experiment:
     params: dict
     metrics: dict
     clips: dict | None = None
+    # The workspace's results are this run's (the workspace is listed under the run's name).
+    in_workspace: bool = False
 
     @property
     def head(self) -> str:
@@ -102,6 +104,7 @@ def read_experiments(repo: Path, commits: int = 1) -> list[Experiment]:
                 seen[fingerprint] = len(found)
                 found.append(experiment)
             elif entry.get("name") and found[seen[fingerprint]].rev == "workspace":
+                experiment.in_workspace = True
                 found[seen[fingerprint]] = experiment
     return found
 
@@ -115,7 +118,8 @@ def save_runs(experiments: list[Experiment], directory: Path) -> None:
     for old in directory.glob("*.json"):
         old.unlink()
     for exp in experiments:
-        record = {"name": exp.name, "rev": exp.rev, "params": exp.params, "metrics": exp.metrics, "clips": exp.clips}
+        record = {"name": exp.name, "rev": exp.rev, "params": exp.params, "metrics": exp.metrics, "clips": exp.clips,
+                  "in_workspace": exp.in_workspace}
         (directory / f"{exp.name}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -156,7 +160,7 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
         return [], []
     setups = [setup_of(exp) for exp in experiments]
     keys = [json.dumps(setup, sort_keys=True, default=str) for setup in setups]
-    workspace = [key for exp, key in zip(experiments, keys) if exp.rev == "workspace"]
+    workspace = [key for exp, key in zip(experiments, keys) if exp.rev == "workspace" or exp.in_workspace]
     reference_key = workspace[0] if workspace else max(set(keys), key=keys.count)
     reference = setups[keys.index(reference_key)]
     kept, left_out = [], []
