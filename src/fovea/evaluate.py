@@ -1,8 +1,8 @@
 """Held-out evaluation on the val split.
 
 Besides the headline ``ratio = loss_coarse / loss_fine`` (frames 3..T, where the passes can
-differ) it reports what makes the number trustworthy: a bootstrap interval over clips, the share of clips the fine pass wins, per-frame
-losses, a copy-the-previous-latent baseline, and how much the head uses ``h`` at all (its fine
+differ) it reports what makes the number trustworthy: a bootstrap interval over clips, the
+share of clips the fine pass wins, per-frame losses, a copy-the-previous-latent baseline, and how much the head uses ``h`` at all (its fine
 loss when ``h`` is swapped with another clip's or zeroed).
 """
 
@@ -94,25 +94,26 @@ def fine_loss_with_h(model: FoveatedVLM, h: torch.Tensor, val: ValOutputs, batch
     return np.concatenate(losses)
 
 
+def percentile_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap replicates."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ratio_interval(
     fine: np.ndarray, coarse: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL
 ) -> tuple[float, float]:
     """Percentile interval of mean(coarse) / mean(fine) over clips resampled with replacement."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(fine), size=(samples, len(fine)))
-    ratios = coarse[picks].mean(axis=1) / fine[picks].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail])
-    return float(low), float(high)
+    return percentile_interval(coarse[picks].mean(axis=1) / fine[picks].mean(axis=1), level)
 
 
 def bootstrap_mean_interval(values: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL) -> tuple[float, float]:
     """Percentile interval of the mean of per-clip ``values`` over clips resampled with replacement."""
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    return percentile_interval(values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1), level)
 
 
 # Frames 1 and 2 are where the passes cannot differ: frame 1 is predicted from the mode token
@@ -194,8 +195,8 @@ def evaluate(
     """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images).
 
     With ``train_dir``, the headline fine loss on the first training-split clips too, as many as
-    there are val clips (``train_loss_fine``; at the default 300 steps x 4 clips about 44% of
-    them were drawn in training): close to the val loss when the model has not memorised.
+    there are val clips (``train_loss_fine``; not all of them were drawn in training): close to
+    the val loss when the model has not memorised.
     """
     model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())

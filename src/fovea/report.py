@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fovea.evaluate import CI_LEVEL
+from fovea.evaluate import percentile_interval as interval
+
 EVAL_FILE = "metrics/eval.json"
 CLIPS_FILE = "metrics/clips.json"
 BASELINE_HEAD = "film"
-CI_LEVEL = 0.95
 
 
 class ReportError(RuntimeError):
@@ -210,12 +212,6 @@ def crossed_bootstrap_ratios(fine: np.ndarray, coarse: np.ndarray, draws: Crosse
     seeds = draws.seeds(len(fine))
     rows = np.arange(len(seeds))[:, None]
     return coarse_sums[rows, seeds].sum(axis=1) / fine_sums[rows, seeds].sum(axis=1)
-
-
-def interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def _losses(runs: list[Experiment]) -> tuple[np.ndarray, np.ndarray]:
