@@ -44,7 +44,7 @@ training = json.loads((work / "fvlm" / "training.json").read_text())
 metrics = json.loads((work / "eval.json").read_text())
 print(f"train: {training['steps']} steps at {training['steps_per_second']:.2f} steps/s, "
       f"peak GPU memory {training['final'].get('peak_gpu_memory_gib', float('nan')):.2f} GiB")
-print(f"eval: head {metrics['head']} ({metrics['head_params']:,} parameters), ratio {metrics['ratio']:.4f} "
+print(f"eval: head {metrics['head']} ({metrics['head_params']:,} parameters), ratio {metrics['ratio_late']:.4f} (frames {metrics['headline_frames']}) "
       f"over {metrics['num_clips']} val clips")
 PY
 if [[ ${BENCHMARKS:-0} == 1 ]]; then

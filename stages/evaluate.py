@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fovea.attention import save_attention_figure
 from fovea.compute import use_cuda
-from fovea.evaluate import clip_table, evaluate
+from fovea.evaluate import evaluate
 from fovea.io import write_json_atomic
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
@@ -28,12 +28,13 @@ def main() -> None:
 
     params = load_params(args.params)
     device = "cuda" if use_cuda(params.compute) else "cpu"
-    metrics, model, val = evaluate(
-        args.model, args.latents / "val", params.eval.batch_size, params.eval.bootstrap, params.seed, device,
-        train_dir=args.latents / "train",
+    result = evaluate(
+        model_dir=args.model, val_dir=args.latents / "val", train_dir=args.latents / "train",
+        batch_size=params.eval.batch_size, bootstrap=params.eval.bootstrap, seed=params.seed, device=device,
     )
+    metrics, model, val = result.metrics, result.model, result.val
     write_json_atomic(args.out, metrics)
-    write_json_atomic(args.clips, clip_table(val, args.latents / "val"))
+    write_json_atomic(args.clips, result.clips)
     save_samples_image(
         VaeCodec(load_vae(args.vae), device=device).decode,
         *val.first_clips(params.eval.sample_clips),
@@ -42,8 +43,8 @@ def main() -> None:
     )
     save_attention_figure(model, args.latents / "val", params.eval.sample_clips, args.attention)
     print(
-        f"evaluate: {metrics['head']} ratio {metrics['ratio']:.4f} "
-        f"[{metrics['ratio_ci_low']:.4f}, {metrics['ratio_ci_high']:.4f}] over {metrics['num_clips']} clips; "
+        f"evaluate: {metrics['head']} ratio over frames {metrics['headline_frames']} {metrics['ratio_late']:.4f} "
+        f"[{metrics['ratio_late_ci_low']:.4f}, {metrics['ratio_late_ci_high']:.4f}] over {metrics['num_clips']} clips; "
         f"samples -> {args.samples}, attention -> {args.attention}"
     )
 

@@ -1,7 +1,7 @@
 """Compare every DVC experiment: results/comparison.md, results/comparison.json,
 results/ratio_by_head.png, results/runs/ (each run's params, metrics and per-clip losses, from
-which the rest is computed), and pictures of the workspace's model: results/samples.png (decoded
-predictions) and results/attention.png (where the coarse and fine queries attend).
+which the rest is computed), and the workspace model's pictures as its evaluate stage drew them:
+results/samples.png (decoded predictions) and results/attention.png (where the queries attend).
 
 Run it after `dvc exp run` / `python stages/sweep.py` (it is not a pipeline stage: it reads all
 experiments, not one). DVC lists the experiments of the current commit only; once anything is
@@ -9,14 +9,10 @@ committed, `--from-runs` rebuilds the report from results/runs/ instead."""
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
-from fovea.attention import save_attention_figure
-from fovea.evaluate import run_val
-from fovea.models.vae import VaeCodec, load_vae
-from fovea.models.vlm import FoveatedVLM
-from fovea.params import load_params
-from fovea.plots import save_ratio_plot, save_samples_image
+from fovea.plots import save_ratio_plot
 from fovea.report import (
     ReportError,
     load_runs,
@@ -28,11 +24,12 @@ from fovea.report import (
     summarize_heads,
 )
 
+PICTURES = ("samples.png", "attention.png")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repo", type=Path, default=Path("."))
-    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
@@ -44,7 +41,6 @@ def main() -> None:
                         help="replace OUT/runs/ even with fewer runs than it holds")
     args = parser.parse_args()
 
-    params = load_params(args.repo / args.params)
     runs_dir = args.out / "runs"
     found = load_runs(runs_dir) if args.from_runs else read_experiments(args.repo, args.commits)
     saved = len(list(runs_dir.glob("*.json"))) if runs_dir.is_dir() else 0
@@ -59,9 +55,6 @@ def main() -> None:
     if not experiments:
         raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
     summaries = summarize_heads(experiments, samples=args.bootstrap, seed=args.seed)
-    model_dir = args.repo / "models" / "fvlm"
-    # Loaded before anything is written, so a missing or broken model leaves the old outputs whole.
-    model = FoveatedVLM.load(model_dir) if (model_dir / "model.safetensors").is_file() else None
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.from_runs:
@@ -70,26 +63,18 @@ def main() -> None:
     (args.out / "comparison.json").write_text(json.dumps(comparison_json(summaries), indent=2) + "\n")
     with_ci = [s for s in summaries if s.ratio_ci]
     save_ratio_plot(
-        [f"{s.head} ({s.task})" for s in with_ci], [s.ratio for s in with_ci],
+        [f"{s.head} ({s.task}, {s.protocol})" for s in with_ci], [s.ratio for s in with_ci],
         [s.ratio_ci[0] for s in with_ci], [s.ratio_ci[1] for s in with_ci],
         args.out / "ratio_by_head.png", groups=[s.task for s in with_ci],
     )
-
-    if model is None:
-        print(f"report: no model in {model_dir} (run `dvc repro`): samples.png and attention.png left as they are")
-        print(f"report: {len(experiments)} experiments, {len(summaries)} (task, head) rows -> {args.out}/")
-        return
-    val_dir = args.repo / "data" / "latents" / "val"
-    val = run_val(model, val_dir, params.eval.batch_size, max_clips=params.eval.sample_clips)
-    name = f"workspace model ({model.config.head}, fine read: {model.config.fine_read})"
-    save_samples_image(
-        VaeCodec(load_vae(args.repo / "models" / "vae")).decode,
-        *val.first_clips(params.eval.sample_clips),
-        args.out / "samples.png", title=f"{name}: val clips, frames 2..T",
-    )
-    save_attention_figure(model, val_dir, params.eval.sample_clips, args.out / "attention.png",
-                          title=f"{name}: where the coarse and fine queries attend; circle: target")
-    print(f"report: {len(experiments)} experiments, {len(summaries)} (task, head) rows -> {args.out}/")
+    # The workspace model's pictures, as its evaluate stage drew them.
+    for picture in PICTURES:
+        source = args.repo / "metrics" / picture
+        if source.is_file():
+            shutil.copyfile(source, args.out / picture)
+        else:
+            print(f"report: no {source} (run `dvc repro`): results/{picture} left as it is")
+    print(f"report: {len(experiments)} experiments, {len(summaries)} (task, protocol, head) rows -> {args.out}/")
 
 
 if __name__ == "__main__":

@@ -79,18 +79,6 @@ def dvc(
     return run(cwd, sys.executable, "-m", "dvc", *args, check=check, env=env)
 
 
-def exp_show(cwd: Path) -> list[dict]:
-    """Flatten `dvc exp show --json` to one dict per experiment: name, params and metrics."""
-    rows = []
-    for baseline in json.loads(dvc(cwd, "exp", "show", "--json").stdout):
-        for exp in [baseline] + [rev for e in baseline.get("experiments") or [] for rev in e["revs"]]:
-            data = exp.get("data") or {}
-            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
-            rows.append({"name": exp.get("name") or exp.get("rev"), "params": params, "metrics": metrics})
-    return rows
-
-
 def copy_project(root: Path, params: dict[str, Any]) -> Path:
     """Copy the project's files (tracked and untracked, not ignored) into ``root`` with
     ``params`` as its params.yaml, and commit them to a new git repo there."""

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from fovea.evaluate import ValOutputs, bootstrap_ratio_interval, summarize
+from fovea.evaluate import ValOutputs, clip_table, late_clip_losses, summarize
+from fovea.stats import CrossedDraws, percentile_interval
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.params import parse_params
 
@@ -15,6 +16,10 @@ def _clip_losses(clips: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     fine = rng.gamma(4.0, 0.05, size=clips)
     coarse = fine * rng.normal(1.1, 0.1, size=clips)
     return fine, coarse
+
+
+def bootstrap_ratio_interval(fine, coarse, samples, seed):
+    return percentile_interval(CrossedDraws.make(len(fine), 1, samples, seed).ratios(coarse, fine))
 
 
 def test_ratio_interval_contains_the_ratio_and_narrows_with_more_clips():
@@ -63,43 +68,84 @@ def _val_outputs(model: FoveatedVLM, clips: int = 6, steps: int = 4) -> ValOutpu
     return ValOutputs(out.h_fine, out.z_prev, out.target, out.pred_fine, out.pred_coarse)
 
 
+def _summary(model: FoveatedVLM, val: ValOutputs, bootstrap: int = 100) -> dict:
+    return summarize(val, late_clip_losses(model, val, batch_size=4), bootstrap=bootstrap, seed=0)
+
+
+def test_h_mean_gives_every_clip_the_val_mean_h_at_its_frame(tiny_model):
+    val = _val_outputs(tiny_model)
+    seen = []
+    original = tiny_model.predict
+
+    def recording(h, z_prev):
+        seen.append(h.clone())
+        return original(h, z_prev)
+
+    tiny_model.predict = recording
+    try:
+        late_clip_losses(tiny_model, val, batch_size=16)
+    finally:
+        del tiny_model.predict
+    h_mean = seen[0]
+    torch.testing.assert_close(h_mean, val.h_fine.mean(dim=0, keepdim=True).expand_as(val.h_fine))
+    assert not torch.allclose(h_mean[:, 2], h_mean[:, 3])  # per frame index, not one mean for all
+
+
+def test_the_clip_table_holds_the_late_losses_by_key(tiny_model):
+    val = _val_outputs(tiny_model)
+    late = late_clip_losses(tiny_model, val, batch_size=4)
+    table = clip_table(late, [f"k{i}" for i in range(6)], "3..4")
+    assert table["keys"][0] == "k0" and table["frames"] == "3..4"
+    np.testing.assert_allclose(table["loss_fine"], val.fine_loss[:, 2:].mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(table["loss_h_mean"], late["h_mean"], rtol=1e-6)
+    with pytest.raises(RuntimeError, match="5 clip keys for 6"):
+        clip_table(late, ["k"] * 5, "3..4")
+
+
 def test_h_ablation_gap_is_zero_for_a_head_that_ignores_h(tiny_model):
     original = tiny_model.head
     tiny_model.head = IgnoresH(4)
     try:
         val = _val_outputs(tiny_model)
-        metrics = summarize(tiny_model, val, batch_size=4, bootstrap=100, seed=0)
+        metrics = _summary(tiny_model, val)
     finally:
         tiny_model.head = original
     assert metrics["h_shuffle_gap"] == 0.0
-    assert metrics["h_zero_gap"] == 0.0
+    assert metrics["h_mean_gap"] == 0.0
     # and fine equals coarse: with h ignored the two passes predict the same
-    assert metrics["ratio"] == pytest.approx(1.0)
+    assert metrics["ratio"] == pytest.approx(1.0) and metrics["ratio_late"] == pytest.approx(1.0)
+    # h is worth nothing, so the share of its worth the fine read adds is undefined
+    assert np.isnan(metrics["fovea_gain"])
 
 
 def test_h_ablation_gap_is_not_zero_for_a_head_that_uses_h(tiny_model):
-    metrics = summarize(tiny_model, _val_outputs(tiny_model), batch_size=4, bootstrap=100, seed=0)
-    assert metrics["h_shuffle_gap"] != 0.0 and metrics["h_zero_gap"] != 0.0
+    metrics = _summary(tiny_model, _val_outputs(tiny_model))
+    assert metrics["h_shuffle_gap"] != 0.0 and metrics["h_mean_gap"] != 0.0
+    expected = (metrics["loss_coarse_late"] - metrics["loss_fine_late"]) / (
+        metrics["h_mean_loss"] - metrics["loss_fine_late"])
+    assert metrics["fovea_gain"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_summary_fields_are_consistent(tiny_model):
     val = _val_outputs(tiny_model)
-    metrics = summarize(tiny_model, val, batch_size=4, bootstrap=200, seed=0)
+    metrics = _summary(tiny_model, val, bootstrap=200)
     assert metrics["num_clips"] == 6
     assert metrics["ratio"] == pytest.approx(metrics["loss_coarse"] / metrics["loss_fine"])
-    assert metrics["ratio_ci_low"] <= metrics["ratio"] <= metrics["ratio_ci_high"]
+    assert metrics["ratio_late"] == pytest.approx(metrics["loss_coarse_late"] / metrics["loss_fine_late"])
+    for name in ("ratio", "ratio_late", "fovea_gain"):
+        assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"], name
     assert 0.0 <= metrics["fine_win_rate"] <= 1.0
     assert len(metrics["per_frame_loss_fine"]) == len(metrics["per_frame_loss_coarse"]) == 4
     # The headline is over frames 3..T, where the passes can differ; the per-frame lists hold all.
     assert metrics["headline_frames"] == "3..4"
-    assert np.mean(metrics["per_frame_loss_fine"][2:]) == pytest.approx(metrics["loss_fine"], rel=1e-5)
-    assert np.mean(metrics["per_frame_loss_coarse"][2:]) == pytest.approx(metrics["loss_coarse"], rel=1e-5)
+    assert np.mean(metrics["per_frame_loss_fine"][2:]) == pytest.approx(metrics["loss_fine_late"], rel=1e-5)
+    assert np.mean(metrics["per_frame_loss_coarse"][2:]) == pytest.approx(metrics["loss_coarse_late"], rel=1e-5)
     everything = np.mean(metrics["per_frame_loss_coarse"]) / np.mean(metrics["per_frame_loss_fine"])
-    assert metrics["ratio_all_frames"] == pytest.approx(everything, rel=1e-5)
+    assert metrics["ratio"] == pytest.approx(everything, rel=1e-5)
     copy = (val.target[:, 2:] - val.target[:, 1:-1]).pow(2).mean().item()
     assert metrics["copy_loss"] == pytest.approx(copy, rel=1e-5)
-    assert metrics["copy_gap"] == pytest.approx(copy - metrics["loss_fine"], abs=1e-6)
-    for name in ("copy_gap", "h_shuffle_gap"):
+    assert metrics["copy_gap"] == pytest.approx(copy - metrics["loss_fine_late"], abs=1e-6)
+    for name in ("copy_gap", "h_shuffle_gap", "h_mean_gap"):
         assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
 
 

@@ -76,12 +76,15 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
     assert result.steps == 2
     assert all(math.isfinite(value) for value in result.final.values()), result.final
 
-    metrics, model, val = evaluate(model_dir, latents / "val", params.eval.batch_size,
-                                   params.eval.bootstrap, params.seed)
+    evaluated = evaluate(model_dir=model_dir, val_dir=latents / "val", batch_size=params.eval.batch_size,
+                         bootstrap=params.eval.bootstrap, seed=params.seed)
+    metrics, model, val = evaluated.metrics, evaluated.model, evaluated.val
     assert model.llm.config.hidden_size == H_DIM and model.encoder.dim == 384
     assert val.h_fine.shape == (1, params.frames.num, H_DIM)
     assert val.pred_fine.shape == val.target.shape == (1, params.frames.num, *LATENT)
     assert metrics["head"] == "film"
+    # the original's protocol: the fine loss alone trains; its training-batch ratio is recorded
+    assert metrics["protocol"] == "fine_only" and math.isfinite(metrics["train_ratio_last100"])
     assert metrics["head_params"] == count_parameters(model.head) == FILM_PARAMS_AT_PAPER_SIZES
     for key in ("loss_fine", "loss_coarse", "ratio"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0, (key, metrics[key])

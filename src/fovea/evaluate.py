@@ -1,9 +1,11 @@
 """Held-out evaluation on the val split.
 
-Besides the headline ``ratio = loss_coarse / loss_fine`` (frames 3..T, where the passes can
-differ) it reports what makes the number trustworthy: a bootstrap interval over clips, the
-share of clips the fine pass wins, per-frame losses, a copy-the-previous-latent baseline, and how much the head uses ``h`` at all (its fine
-loss when ``h`` is swapped with another clip's or zeroed).
+``ratio = loss_coarse / loss_fine`` over all frames and, the headline, ``ratio_late`` over frames
+3..T, where the passes can differ; each with a bootstrap interval over clips (``fovea.stats``).
+Beside them, what makes the number trustworthy: the share of clips the fine pass wins, per-frame
+losses, a copy-the-previous-latent baseline, how much the head uses what is specific to the clip
+in ``h`` (its fine loss with the val-mean ``h``, or another clip's), and ``fovea_gain``, the share
+of that worth the fine read adds over the coarse one.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from tqdm import tqdm
 from fovea.data.shards import iter_samples, latents_eval_dataset
 from fovea.heads import count_parameters
 from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
-
-CI_LEVEL = 0.95
+from fovea.stats import CrossedDraws, finite_interval, pooled_ratio, share_of_gap, share_of_gap_replicates
 
 
 @dataclass
@@ -94,32 +95,12 @@ def fine_loss_with_h(model: FoveatedVLM, h: torch.Tensor, val: ValOutputs, batch
     return np.concatenate(losses)
 
 
-def percentile_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    """The central ``level`` interval of bootstrap replicates."""
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def bootstrap_ratio_interval(
-    fine: np.ndarray, coarse: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL
-) -> tuple[float, float]:
-    """Percentile interval of mean(coarse) / mean(fine) over clips resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(fine), size=(samples, len(fine)))
-    return percentile_interval(coarse[picks].mean(axis=1) / fine[picks].mean(axis=1), level)
-
-
-def bootstrap_mean_interval(values: np.ndarray, samples: int, seed: int, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile interval of the mean of per-clip ``values`` over clips resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    return percentile_interval(values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1), level)
-
-
 # Frames 1 and 2 are where the passes cannot differ: frame 1 is predicted from the mode token
 # alone, and frame 2 from a read of frame 1 with another static query (q_init; the motion read has
 # no earlier frame to compare with). The headline metrics are over frames 3..T.
 HEADLINE_FIRST_FRAME = 3
+# Below this many val clips the intervals rest on too few clips to mean much.
+SMALL_VAL_CLIPS = 10
 
 
 def headline_frames(steps: int) -> slice:
@@ -127,72 +108,103 @@ def headline_frames(steps: int) -> slice:
     return slice(min(HEADLINE_FIRST_FRAME, steps) - 1, None)
 
 
-def summarize(model: FoveatedVLM, val: ValOutputs, batch_size: int, bootstrap: int, seed: int) -> dict:
-    """Held-out metrics; the headline ones (losses, ratio, gaps, win rate) over frames 3..T."""
-    frames = headline_frames(val.fine_loss.shape[1])
-    fine, coarse = val.fine_loss[:, frames], val.coarse_loss[:, frames]
-    fine_clip, coarse_clip = fine.mean(axis=1), coarse.mean(axis=1)
-    low, high = bootstrap_ratio_interval(fine_clip, coarse_clip, bootstrap, seed)
-
+def late_clip_losses(model: FoveatedVLM, val: ValOutputs, batch_size: int) -> dict[str, np.ndarray]:
+    """Per-clip mean losses over frames 3..T [clips]: ``fine``, ``coarse``, ``copy`` (copying the
+    previous latent), ``h_mean`` (the head given the val clips' mean h at each frame index: on the
+    manifold of h the head saw, without anything specific to the clip) and, with two clips or
+    more, ``h_shuffled`` (each clip given the next clip's h: a derangement)."""
+    late = headline_frames(val.fine_loss.shape[1])
     # Copying frame t-1: column j predicts frame j + 2, so frames 3..T are columns 1.. .
-    copy = per_frame_mse(val.target[:, :-1], val.target[:, 1:])[:, frames.start - 1 :]
-    copy_gap_clip = copy.mean(axis=1) - fine_clip
-    zero_h = fine_loss_with_h(model, torch.zeros_like(val.h_fine), val, batch_size)[:, frames]
-    metrics = {
-        "num_clips": val.num_clips,
-        "headline_frames": f"{frames.start + 1}..{val.fine_loss.shape[1]}",
-        "loss_fine": float(fine.mean()),
-        "loss_coarse": float(coarse.mean()),
-        "ratio": float(coarse.mean() / fine.mean()),
-        "ratio_ci_low": low,
-        "ratio_ci_high": high,
-        "ratio_all_frames": float(val.coarse_loss.mean() / val.fine_loss.mean()),
-        "fine_win_rate": float(np.mean(fine_clip < coarse_clip)),
-        "per_frame_loss_fine": [float(v) for v in val.fine_loss.mean(axis=0)],
-        "per_frame_loss_coarse": [float(v) for v in val.coarse_loss.mean(axis=0)],
-        "copy_loss": float(copy.mean()),
-        # > 0: the head beats copying the previous latent, on the same frames.
-        "copy_gap": float(copy_gap_clip.mean()),
-        **_interval_fields("copy_gap", copy_gap_clip, bootstrap, seed),
-        # h = 0 is far from any h the head saw (h leaves a norm layer): an upper bound on h's use.
-        "h_zero_loss": float(zero_h.mean()),
-        "h_zero_gap": float(zero_h.mean() - fine.mean()),
+    copy = per_frame_mse(val.target[:, :-1], val.target[:, 1:])[:, late.start - 1 :]
+    h_mean = val.h_fine.mean(dim=0, keepdim=True).expand_as(val.h_fine)
+    losses = {
+        "fine": val.fine_loss[:, late],
+        "coarse": val.coarse_loss[:, late],
+        "copy": copy,
+        "h_mean": fine_loss_with_h(model, h_mean, val, batch_size)[:, late],
     }
     if val.num_clips > 1:
-        # Each clip gets the next clip's h: a derangement, so no clip keeps its own.
-        shuffled_h = fine_loss_with_h(model, val.h_fine.roll(1, dims=0), val, batch_size)[:, frames]
-        gap_clip = shuffled_h.mean(axis=1) - fine_clip
-        metrics["h_shuffled_loss"] = float(shuffled_h.mean())
-        metrics["h_shuffle_gap"] = float(gap_clip.mean())
-        metrics.update(_interval_fields("h_shuffle_gap", gap_clip, bootstrap, seed))
+        losses["h_shuffled"] = fine_loss_with_h(model, val.h_fine.roll(1, dims=0), val, batch_size)[:, late]
+    # float64: the gaps and the gain are small differences of these means
+    return {name: frames.astype(np.float64).mean(axis=1) for name, frames in losses.items()}
+
+
+def summarize(val: ValOutputs, late: dict[str, np.ndarray], bootstrap: int, seed: int) -> dict:
+    """Held-out metrics: the ratio over all frames and over frames 3..T (``ratio_late``, the
+    headline), and, over frames 3..T (``late``: :func:`late_clip_losses`), the gaps that say
+    whether the number can be trusted. Intervals come from one set of clip draws."""
+    steps = val.fine_loss.shape[1]
+    draws = CrossedDraws.make(val.num_clips, 1, bootstrap, seed)
+    fine_all, coarse_all = val.fine_loss.mean(axis=1), val.coarse_loss.mean(axis=1)
+    fine, coarse, h_mean = late["fine"], late["coarse"], late["h_mean"]
+    metrics = {
+        "num_clips": val.num_clips,
+        "ratio": pooled_ratio(coarse_all, fine_all),
+        **_interval("ratio", draws.ratios(coarse_all, fine_all)),
+        "loss_fine": float(fine_all.mean()),
+        "loss_coarse": float(coarse_all.mean()),
+        "headline_frames": f"{headline_frames(steps).start + 1}..{steps}",
+        "ratio_late": pooled_ratio(coarse, fine),
+        **_interval("ratio_late", draws.ratios(coarse, fine)),
+        "loss_fine_late": float(fine.mean()),
+        "loss_coarse_late": float(coarse.mean()),
+        "fine_win_rate": float(np.mean(fine < coarse)),
+        "per_frame_loss_fine": [float(v) for v in val.fine_loss.mean(axis=0)],
+        "per_frame_loss_coarse": [float(v) for v in val.coarse_loss.mean(axis=0)],
+        "copy_loss": float(late["copy"].mean()),
+        # > 0: the head beats copying the previous latent, on the same frames.
+        **_gap("copy_gap", late["copy"], fine, draws),
+        # > 0: the head uses what is specific to the clip in h.
+        "h_mean_loss": float(h_mean.mean()),
+        **_gap("h_mean_gap", h_mean, fine, draws),
+        "fovea_gain": share_of_gap(coarse, fine, h_mean),
+        **_interval("fovea_gain", share_of_gap_replicates(draws, coarse, fine, h_mean)),
+    }
+    if "h_shuffled" in late:
+        metrics["h_shuffled_loss"] = float(late["h_shuffled"].mean())
+        metrics.update(_gap("h_shuffle_gap", late["h_shuffled"], fine, draws))
     return metrics
 
 
-def _interval_fields(name: str, per_clip: np.ndarray, bootstrap: int, seed: int) -> dict[str, float]:
-    low, high = bootstrap_mean_interval(per_clip, bootstrap, seed)
+def _interval(name: str, replicates: np.ndarray) -> dict[str, float]:
+    low, high = finite_interval(replicates)
     return {f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
-def clip_table(val: ValOutputs, val_dir: Path) -> dict[str, list]:
+def _gap(name: str, loss: np.ndarray, loss_fine: np.ndarray, draws: CrossedDraws) -> dict[str, float]:
+    """Mean per-clip ``loss - loss_fine`` with its interval."""
+    gap = loss - loss_fine
+    return {name: float(gap.mean()), **_interval(name, draws.means(gap))}
+
+
+def clip_table(late: dict[str, np.ndarray], keys: list[str], frames: str) -> dict[str, list]:
     """Per-clip mean losses over the headline frames, keyed by clip, so reports can pair clips
     across experiments."""
-    keys = [sample["__key__"] for sample in iter_samples(val_dir)]
-    if len(keys) != val.num_clips:
-        raise RuntimeError(f"{val_dir}: {len(keys)} keys for {val.num_clips} evaluated clips")
-    frames = headline_frames(val.fine_loss.shape[1])
+    if len(keys) != len(late["fine"]):
+        raise RuntimeError(f"{len(keys)} clip keys for {len(late['fine'])} evaluated clips")
     return {
         "keys": keys,
-        "frames": f"{frames.start + 1}..{val.fine_loss.shape[1]}",
-        "loss_fine": [float(v) for v in val.fine_loss[:, frames].mean(axis=1)],
-        "loss_coarse": [float(v) for v in val.coarse_loss[:, frames].mean(axis=1)],
+        "frames": frames,
+        "loss_fine": [float(v) for v in late["fine"]],
+        "loss_coarse": [float(v) for v in late["coarse"]],
+        "loss_h_mean": [float(v) for v in late["h_mean"]],
     }
 
 
+@dataclass
+class EvalResult:
+    metrics: dict
+    clips: dict
+    model: FoveatedVLM
+    val: ValOutputs
+
+
 def evaluate(
-    model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu",
+    *, model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu",
     train_dir: Path | None = None,
-) -> tuple[dict, FoveatedVLM, ValOutputs]:
-    """Metrics for ``metrics/eval.json``, plus the model and val outputs (for clips and images).
+) -> EvalResult:
+    """Metrics for ``metrics/eval.json`` and per-clip losses for ``metrics/clips.json``, with the
+    model and val outputs (for the pictures).
 
     With ``train_dir``, the headline fine loss on the first training-split clips too, as many as
     there are val clips (``train_loss_fine``; not all of them were drawn in training): close to
@@ -201,17 +213,27 @@ def evaluate(
     model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
     val = run_val(model, val_dir, batch_size)
+    late = late_clip_losses(model, val, batch_size)
     seen = None if train_dir is None else run_val(model, train_dir, batch_size, max_clips=val.num_clips)
     metrics = {
         "head": model.config.head,
         "head_params": count_parameters(model.head),
         "seed": training["seed"],
         "train_steps": training["steps"],
-        **summarize(model, val, batch_size, bootstrap, seed),
+        # Which losses trained the model, and the ratio on its last training batches: the
+        # original's own measurement, to set beside its published ratios.
+        "protocol": training.get("protocol"),
+        "train_ratio_last100": training.get("train_ratio_last100"),
+        **summarize(val, late, bootstrap, seed),
+        "small_val_split": val.num_clips < SMALL_VAL_CLIPS,
     }
     if seen is not None:
-        metrics["train_loss_fine"] = float(seen.fine_loss[:, headline_frames(seen.fine_loss.shape[1])].mean())
+        late = headline_frames(seen.fine_loss.shape[1])
+        metrics["train_loss_fine_late"] = float(seen.fine_loss[:, late].mean())
         metrics["train_clips"] = seen.num_clips
-        # (val - train) / train: about 0 when nothing was memorised
-        metrics["val_train_gap"] = (metrics["loss_fine"] - metrics["train_loss_fine"]) / metrics["train_loss_fine"]
-    return metrics, model, val
+        # (val - train) / train over frames 3..T: about 0 when nothing was memorised
+        metrics["val_train_gap"] = (metrics["loss_fine_late"] - metrics["train_loss_fine_late"]) / metrics[
+            "train_loss_fine_late"]
+    keys = [sample["__key__"] for sample in iter_samples(val_dir)]
+    clips = clip_table(late, keys, metrics["headline_frames"])
+    return EvalResult(metrics=metrics, clips=clips, model=model, val=val)

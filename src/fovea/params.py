@@ -191,6 +191,8 @@ class TrainParams(_Section):
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-3, gt=0.0)
     warmup: int = Field(20, ge=0)
+    # 0 is the original's protocol: only the fine loss trains, the coarse pass is only measured
+    # ("fine_only"); otherwise both passes train ("both_passes").
     lambda_coarse: float = Field(1.0, ge=0.0)
     # Stop the prediction loss at h: only the head learns; the encoder, LLM and queries keep
     # their initial weights. Trained through h, a random tiny LLM first flattens h across clips
@@ -201,6 +203,11 @@ class TrainParams(_Section):
     # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the
     # built model's weights: fovea.models.init.init_from_checkpoint says what it loads.
     init_from: str | None = Field(None, min_length=1, description="checkpoint directory to start from")
+
+    @property
+    def protocol(self) -> str:
+        """``fine_only`` (the original's: the coarse pass is only measured) or ``both_passes``."""
+        return "fine_only" if self.lambda_coarse == 0 else "both_passes"
 
 
 class ComputeParams(_Section):

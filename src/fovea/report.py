@@ -1,10 +1,11 @@
-"""The comparison report: every DVC experiment, grouped by task and head across seeds.
+"""The comparison report: every DVC experiment, grouped by task, protocol and head across seeds.
 
 Seeds and val clips are *crossed*: every seed of every head is evaluated on the same val clips of
-its task. So each bootstrap replicate draws one clip resample, shared by every seed and every
-head of the task, and one resample of the seeds; a head's ratio in a replicate is the pooled
-ratio (mean coarse loss over mean fine loss) over the drawn seeds and clips, the same quantity as
-its point estimate. Differences from ``film`` are paired on the same draws.
+its task. So each bootstrap replicate (``fovea.stats.CrossedDraws``) draws one clip resample,
+shared by every seed and every head of the task, and one resample of the seeds; a head's ratio in
+a replicate is the pooled ratio (mean coarse loss over mean fine loss, frames 3..T) over the drawn
+seeds and clips, the same estimator as its point estimate. Differences from ``film`` are paired
+on the same draws.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fovea.evaluate import CI_LEVEL
-from fovea.evaluate import percentile_interval as interval
+from fovea.stats import (
+    CI_LEVEL,
+    CrossedDraws,
+    finite_interval,
+    percentile_interval,
+    pooled_ratio,
+    share_of_gap,
+    share_of_gap_replicates,
+)
 
 EVAL_FILE = "metrics/eval.json"
 CLIPS_FILE = "metrics/clips.json"
@@ -52,6 +60,13 @@ class Experiment:
     def head_options(self) -> str:
         """``heads.<head>`` of the run's params, as sorted JSON ("{}" when unset)."""
         return json.dumps((self.params.get("heads") or {}).get(self.head) or {}, sort_keys=True)
+
+    @property
+    def protocol(self) -> str:
+        """``fine_only`` (the original's: only the fine loss trains) or ``both_passes``."""
+        if self.metrics.get("protocol"):
+            return self.metrics["protocol"]
+        return "fine_only" if (self.params.get("train") or {}).get("lambda_coarse", 1.0) == 0 else "both_passes"
 
     @property
     def task(self) -> str:
@@ -136,7 +151,7 @@ def load_runs(directory: Path) -> list[Experiment]:
 # Params that define what is compared (the task, the head and its options) or replicated (the
 # seed); every other param must match for runs to be grouped together.
 COMPARED_KEYS = ("head", "heads", "seed")
-TASK_KEYS = ("data.motion",)
+TASK_KEYS = ("data.motion", "train.lambda_coarse")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -177,72 +192,58 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
 
 
 # ------------------------------------------------------------------------------------- stats
-@dataclass
-class CrossedDraws:
-    """Bootstrap draws for one task: clip resamples [samples, clips] shared by every run, and
-    uniform numbers [samples, seeds] from which every set of runs draws its seed resample."""
-
-    clips: np.ndarray
-    uniform: np.ndarray
-
-    @classmethod
-    def make(cls, num_clips: int, num_seeds: int, samples: int, rng: np.random.Generator) -> "CrossedDraws":
-        return cls(rng.integers(0, num_clips, size=(samples, num_clips)), rng.random((samples, num_seeds)))
-
-    def seeds(self, count: int) -> np.ndarray:
-        """A resample of ``count`` seeds (positions 0..count-1) per replicate: [samples, count].
-        Runs with the same number of seeds get the same draws, so their differences are paired."""
-        return np.floor(self.uniform[:, :count] * count).astype(int)
+def _losses(runs: list[Experiment], name: str) -> np.ndarray:
+    """Per-clip losses ``name`` of runs on the same clips: [seeds, clips]."""
+    return np.asarray([run.clips[name] for run in runs])
 
 
-def pooled_ratio(fine: np.ndarray, coarse: np.ndarray) -> float:
-    """Mean coarse loss over mean fine loss of per-clip losses [seeds, clips]."""
-    return float(coarse.mean() / fine.mean())
+def _ratio_draws(runs: list[Experiment], draws: CrossedDraws) -> np.ndarray:
+    return draws.ratios(_losses(runs, "loss_coarse"), _losses(runs, "loss_fine"))
 
 
-def crossed_bootstrap_ratios(fine: np.ndarray, coarse: np.ndarray, draws: CrossedDraws) -> np.ndarray:
-    """Pooled ratio in every replicate: per-clip losses [seeds, clips] -> [samples].
-
-    The clip draw is applied to every seed alike (seeds see the same clips), then the seed draw
-    picks which seeds' rows enter the replicate.
-    """
-    # Per-seed sums over the drawn clips: [samples, seeds]; then summed over the drawn seeds.
-    fine_sums = fine[:, draws.clips].sum(axis=-1).T
-    coarse_sums = coarse[:, draws.clips].sum(axis=-1).T
-    seeds = draws.seeds(len(fine))
-    rows = np.arange(len(seeds))[:, None]
-    return coarse_sums[rows, seeds].sum(axis=1) / fine_sums[rows, seeds].sum(axis=1)
+def _ratio(runs: list[Experiment]) -> float:
+    return pooled_ratio(_losses(runs, "loss_coarse"), _losses(runs, "loss_fine"))
 
 
-def _losses(runs: list[Experiment]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-clip fine and coarse losses of runs on the same clips: two [seeds, clips] arrays."""
-    return (np.asarray([run.clips["loss_fine"] for run in runs]),
-            np.asarray([run.clips["loss_coarse"] for run in runs]))
+# A head is read only where it clearly uses what is specific to the clip in h and beats copying,
+# in every seed; otherwise the experiment cannot tell "this head does not help" from "this setup
+# shows nothing".
+SIGNAL_KEYS = ("copy_gap_ci_low", "h_mean_gap_ci_low")
 
 
-# A head is read only where it clearly uses h and beats copying in every seed; otherwise the
-# experiment cannot tell "this head does not help" from "this setup shows nothing".
 def has_signal(runs: list[Experiment]) -> bool:
-    return all(
-        run.metrics.get("copy_gap_ci_low", 0.0) > 0 and run.metrics.get("h_shuffle_gap_ci_low", 0.0) > 0
-        for run in runs
-    )
+    return all(run.metrics.get(key, 0.0) > 0 for run in runs for key in SIGNAL_KEYS)
+
+
+# The proposal's success criteria: film's ~1.17 came from joint caption + reconstruction training
+# with the fine loss only, measured on training batches (mean of the last 100 steps), so they are
+# set only beside runs of that protocol and on that measurement (``train_ratio_last100``).
+PROPOSAL_FILM_RATIO = 1.17
+PROPOSAL_SIGNIFICANT_RATIO = 1.25
+PROPOSAL_SIGNIFICANT_HEADS = ("xattn", "stx")
 
 
 @dataclass
 class HeadSummary:
     task: str
+    protocol: str
     head: str
     runs: list[Experiment]
     ratio: float
     ratio_ci: tuple[float, float] | None
     diff_vs_film: float | None = None
     diff_ci: tuple[float, float] | None = None
+    fovea_gain: float | None = None
+    fovea_gain_ci: tuple[float, float] | None = None
     means: dict[str, float] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
         return sorted(run.seed for run in self.runs)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.head == BASELINE_HEAD
 
     def above_one(self) -> str:
         if self.ratio_ci is None:
@@ -251,47 +252,79 @@ class HeadSummary:
             return "yes"
         return "no (below 1)" if self.ratio_ci[1] < 1.0 else "no effect (interval includes 1)"
 
-    def verdict(self) -> str:
-        if not has_signal(self.runs):
-            return "no signal in this setup (copy gap or h-shuffle gap not clearly above 0)"
-        if self.ratio_ci is None:
-            return "no interval (per-clip losses missing)"
-        looking = {"yes": "looking helps", "no (below 1)": "looking hurts"}.get(
-            self.above_one(), "no effect of looking")
-        if self.head == BASELINE_HEAD or self.diff_ci is None:
-            return looking
+    def against_film(self) -> str:
+        """The primary verdict: the paired difference from film under the same task and protocol."""
+        if self.is_baseline:
+            return "baseline"
+        if self.diff_ci is None:
+            return "no paired film runs"
         if self.diff_ci[0] > 0:
-            return f"{looking}; beats film"
+            return "better than film"
         if self.diff_ci[1] < 0:
-            return f"{looking}; below film"
-        return f"{looking}; not distinguishable from film"
+            return "worse than film"
+        return "no difference from film"
+
+    def verdict(self) -> str:
+        verdict = self.against_film()
+        if not has_signal(self.runs):
+            verdict += "; no signal in this setup (copy gap or h-mean gap not clearly above 0 in every seed)"
+        return verdict
+
+    def proposal_criterion(self) -> str | None:
+        """The proposal's criterion on the training-batch ratio, for ``fine_only`` runs only."""
+        train_ratio = self.means.get("train_ratio_last100")
+        if self.protocol != "fine_only" or train_ratio is None:
+            return None
+        if self.is_baseline:
+            return f"proposal's film: ~{PROPOSAL_FILM_RATIO}"
+        if self.head in PROPOSAL_SIGNIFICANT_HEADS and train_ratio > PROPOSAL_SIGNIFICANT_RATIO:
+            return f"> {PROPOSAL_SIGNIFICANT_RATIO}: significant by the proposal's criterion"
+        if train_ratio > PROPOSAL_FILM_RATIO:
+            return f"> {PROPOSAL_FILM_RATIO}: improvement by the proposal's criterion"
+        return f"<= {PROPOSAL_FILM_RATIO}: no improvement by the proposal's criterion"
 
     def as_row(self) -> dict:
         return {
             "head": self.head,
             "task": self.task,
+            "protocol": self.protocol,
             "seeds": self.seeds,
-            "ratio": self.ratio,
-            "ratio_ci": list(self.ratio_ci) if self.ratio_ci else None,
+            "ratio_late": self.ratio,
+            "ratio_late_ci": list(self.ratio_ci) if self.ratio_ci else None,
             "diff_vs_film": self.diff_vs_film,
             "diff_vs_film_ci": list(self.diff_ci) if self.diff_ci else None,
-            "h_shuffle_gap": self.means.get("h_shuffle_gap"),
-            "copy_gap": self.means.get("copy_gap"),
+            "fovea_gain": self.fovea_gain,
+            "fovea_gain_ci": list(self.fovea_gain_ci) if self.fovea_gain_ci else None,
             "verdict": self.verdict(),
+            "against_film": self.against_film(),
             "signal": has_signal(self.runs),
+            "proposal_criterion": self.proposal_criterion(),
             "runs": [run.name for run in self.runs],
-            **{key: value for key, value in self.means.items() if key not in ("h_shuffle_gap", "copy_gap")},
+            **self.means,
         }
 
 
-MEAN_KEYS = ("loss_fine", "loss_coarse", "ratio_all_frames", "copy_loss", "fine_win_rate", "copy_gap",
-             "copy_gap_ci_low", "h_shuffle_gap", "h_shuffle_gap_ci_low", "val_train_gap", "head_params",
-             "train_steps", "num_clips")
+# Run metrics shown as the mean over seeds; the lower ends of per-run intervals as their minimum,
+# which is what the signal rule reads.
+MEAN_KEYS = ("loss_fine_late", "loss_coarse_late", "ratio", "copy_loss", "fine_win_rate", "copy_gap",
+             "copy_gap_ci_low", "h_mean_gap", "h_mean_gap_ci_low", "h_shuffle_gap", "h_shuffle_gap_ci_low",
+             "val_train_gap", "train_ratio_last100", "head_params", "train_steps", "num_clips")
+
+
+def _means(runs: list[Experiment]) -> dict[str, float]:
+    return {key: float((np.min if key.endswith("_ci_low") else np.mean)(
+                [run.metrics[key] for run in runs if run.metrics.get(key) is not None]))
+            for key in MEAN_KEYS if any(run.metrics.get(key) is not None for run in runs)}
+
+
+def _interval(replicates: np.ndarray) -> tuple[float, float] | None:
+    low, high = finite_interval(replicates)
+    return None if np.isnan(low) else (low, high)
 
 
 def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: int = 0) -> list[HeadSummary]:
-    """One summary per (task, head), baseline first within each task; intervals from crossed
-    draws shared by every head of the task."""
+    """One summary per (task, protocol, head), baseline first within each; intervals from crossed
+    draws shared by every head of the task and protocol."""
     # Runs of one head with other options are another arm, not more seeds of the same one: where a
     # head has several option sets, each is labelled with its options.
     option_sets: dict[str, set[str]] = defaultdict(set)
@@ -301,13 +334,13 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
     def label(exp: Experiment) -> str:
         return exp.head if len(option_sets[exp.head]) == 1 else f"{exp.head} {exp.head_options}"
 
-    by_task: dict[str, dict[str, dict[int, Experiment]]] = defaultdict(lambda: defaultdict(dict))
+    groups: dict[tuple[str, str], dict[str, dict[int, Experiment]]] = defaultdict(lambda: defaultdict(dict))
     for exp in experiments:
-        by_task[exp.task][label(exp)].setdefault(exp.seed, exp)  # one run per (head, seed): the first listed
+        groups[exp.task, exp.protocol][label(exp)].setdefault(exp.seed, exp)  # one run per (head, seed)
     rng = np.random.default_rng(seed)
     summaries: list[HeadSummary] = []
-    for task in sorted(by_task, key=lambda name: (name != "control", name)):
-        by_head = by_task[task]
+    for task, protocol in sorted(groups, key=lambda key: (key[0] != "control", key)):
+        by_head = groups[task, protocol]
         with_clips = [run for runs in by_head.values() for run in runs.values() if run.clips]
         keys = with_clips[0].clips["keys"] if with_clips else None
         comparable = keys is not None and all(run.clips["keys"] == keys for run in with_clips)
@@ -316,31 +349,29 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
         film_runs = by_head.get(BASELINE_HEAD, {})
         for head in sorted(by_head, key=lambda name: (name != BASELINE_HEAD, name)):
             runs = [by_head[head][s] for s in sorted(by_head[head])]
-            # Means over seeds; the lower ends of per-run intervals as their minimum, which is what
-            # the verdict rule reads.
-            means = {key: float((np.min if key.endswith("_ci_low") else np.mean)(
-                         [run.metrics[key] for run in runs if key in run.metrics]))
-                     for key in MEAN_KEYS if any(key in run.metrics for run in runs)}
+            summary = HeadSummary(task, protocol, head, runs, float(np.mean([r.metrics["ratio_late"] for r in runs])),
+                                  None, means=_means(runs))
+            summaries.append(summary)
             if not (comparable and all(run.clips for run in runs)):
-                ratio = float(np.mean([run.metrics["ratio"] for run in runs]))
-                summaries.append(HeadSummary(task, head, runs, ratio, None, means=means))
-                continue
-            summary = HeadSummary(task, head, runs, pooled_ratio(*_losses(runs)), None, means=means)
-            summary.ratio_ci = interval(crossed_bootstrap_ratios(*_losses(runs), draws))
+                continue  # no per-clip losses: the mean of the runs' ratios, without an interval
+            summary.ratio = _ratio(runs)
+            summary.ratio_ci = percentile_interval(_ratio_draws(runs, draws))
+            if all("loss_h_mean" in run.clips for run in runs):
+                losses = [_losses(runs, name) for name in ("loss_coarse", "loss_fine", "loss_h_mean")]
+                summary.fovea_gain = share_of_gap(*losses)
+                summary.fovea_gain_ci = _interval(share_of_gap_replicates(draws, *losses))
             shared = sorted(set(film_runs) & set(by_head[head]))
             if head != BASELINE_HEAD and shared and all(film_runs[s].clips for s in shared):
                 mine = [by_head[head][s] for s in shared]
                 film = [film_runs[s] for s in shared]
-                summary.diff_vs_film = pooled_ratio(*_losses(mine)) - pooled_ratio(*_losses(film))
-                summary.diff_ci = interval(crossed_bootstrap_ratios(*_losses(mine), draws)
-                                           - crossed_bootstrap_ratios(*_losses(film), draws))
-            summaries.append(summary)
+                summary.diff_vs_film = _ratio(mine) - _ratio(film)
+                summary.diff_ci = percentile_interval(_ratio_draws(mine, draws) - _ratio_draws(film, draws))
     return summaries
 
 
 # ---------------------------------------------------------------------------------- markdown
 def _fmt_ci(value: float | None, ci: tuple[float, float] | None, digits: int = 3) -> str:
-    if value is None:
+    if value is None or np.isnan(value):
         return "n/a"
     text = f"{value:.{digits}f}"
     return f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else text
@@ -351,54 +382,81 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def comparison_json(summaries: list[HeadSummary]) -> dict:
-    return {"ci_level": CI_LEVEL, "rows": [summary.as_row() for summary in summaries]}
+    return {
+        "ci_level": CI_LEVEL,
+        "estimator": "pooled ratio of summed per-clip losses over seeds and clips, frames 3..T; "
+                     "crossed bootstrap (one clip resample shared by every seed and head, one seed resample)",
+        "rows": [summary.as_row() for summary in summaries],
+    }
+
+
+COLUMN_NOTES = """\
+Columns:
+- protocol: `both_passes` (`train.lambda_coarse` > 0: both passes train the head) or `fine_only`
+  (`train.lambda_coarse: 0`, the original's: only the fine loss trains; the coarse pass is measured).
+- ratio: loss_coarse / loss_fine on the val split over frames 3..T (`ratio_late`), pooled over seeds
+  and clips; > 1 means the fine pass's read helps. "ratio > 1?" reads its interval.
+- ratio - film: the paired difference from film (same task, protocol, seeds and clips); the
+  primary verdict reads its interval: above 0 "better than film", below 0 "worse than film",
+  else "no difference from film".
+- fovea gain: (L_coarse - L_fine) / (L_hmean - L_fine), frames 3..T: of what clip-specific h is
+  worth to the fine pass, the share the fine read adds over the coarse one (n/a where h is worth
+  nothing).
+- copy gap: loss of copying the previous latent minus the fine loss; <= 0 means the head does no
+  better than copying.
+- h-mean gap: fine loss with the val clips' mean h (at the same frame) minus the fine loss; about 0
+  means the head ignores what is specific to the clip in h. h-shuffle gap: the same with another
+  clip's h.
+- train ratio (last 100): the mean training-batch ratio over the last 100 steps, the original's own
+  measurement; the proposal's criteria (film ~1.17; > 1.17 an improvement; xattn or stx > 1.25
+  significant) are set beside it for `fine_only` runs only, since its 1.17 came from joint caption
+  + reconstruction training, fine loss only, on training batches.
+- val/train gap: (val fine loss - train fine loss) / train fine loss, frames 3..T, on as many
+  training clips; about 0 when nothing was memorised.
+- verdict: the paired difference from film, followed by "no signal in this setup" where, in some
+  seed, the copy-gap or h-mean-gap interval does not lie above 0 (the setup then cannot tell "no
+  effect" from "not seen").
+"""
 
 
 def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Experiment, str]] = ()) -> str:
     lines = [
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
-        "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`).",
-        "ratio = loss_coarse / loss_fine on the val split (frames 3..T, where the passes can differ),",
-        "pooled over seeds and clips; > 1 means the fine pass's read helps. Intervals are 95%",
-        "crossed-bootstrap intervals (one clip resample shared by every seed and head of a task, and a",
-        "seed resample); the difference from film is paired on the same draws.",
+        "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`, saved in `runs/`).",
+        "Point estimates pool the per-clip losses over seeds and clips; intervals are 95% crossed-bootstrap",
+        "intervals of the same estimator (one clip resample shared by every seed and head of a task, and",
+        "a seed resample); differences from film are paired on the same draws.",
         "",
-        "| task | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
-        "copy gap | h-shuffle gap | fine win rate | val/train gap | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | protocol | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
+        "fovea gain [95% CI] | copy gap | h-mean gap | h-shuffle gap | train ratio (last 100) | "
+        "val/train gap | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s.means
-        diff = "baseline" if s.head == BASELINE_HEAD else _fmt_ci(s.diff_vs_film, s.diff_ci)
+        diff = "baseline" if s.is_baseline else _fmt_ci(s.diff_vs_film, s.diff_ci)
+        train_ratio = _fmt(m.get("train_ratio_last100"))
+        if s.proposal_criterion():
+            train_ratio += f" ({s.proposal_criterion()})"
         lines.append(
-            f"| {s.task} | {s.head} | {', '.join(map(str, s.seeds))} | {int(m.get('train_steps', 0))} | "
+            f"| {s.task} | {s.protocol} | {s.head} | {', '.join(map(str, s.seeds))} | {int(m.get('train_steps', 0))} | "
             f"{int(m.get('head_params', 0)):,} | {_fmt_ci(s.ratio, s.ratio_ci)} | {s.above_one()} | {diff} | "
-            f"{_fmt(m.get('copy_gap'))} | {_fmt(m.get('h_shuffle_gap'))} | {_fmt(m.get('fine_win_rate'), 3)} | "
-            f"{_fmt(m.get('val_train_gap'), 2)} | {s.verdict()} |"
+            f"{_fmt_ci(s.fovea_gain, s.fovea_gain_ci, 2)} | {_fmt(m.get('copy_gap'))} | {_fmt(m.get('h_mean_gap'))} | "
+            f"{_fmt(m.get('h_shuffle_gap'))} | {train_ratio} | {_fmt(m.get('val_train_gap'), 2)} | {s.verdict()} |"
         )
     lines += [
         "",
-        "Columns:",
-        "- copy gap: loss of copying the previous latent minus the fine loss (frames 3..T); <= 0 means",
-        "  the head does no better than copying.",
-        "- h-shuffle gap: fine loss with another clip's h minus the fine loss; about 0 means the head",
-        "  ignores h.",
-        "- fine win rate: share of val clips whose fine loss is below their coarse loss.",
-        "- val/train gap: (val fine loss - train fine loss) / train fine loss, on as many training clips;",
-        "  about 0 when nothing was memorised.",
-        "- verdict: given only where, in every seed, the copy-gap and h-shuffle-gap intervals lie above 0;",
-        "  otherwise \"no signal in this setup\". \"looking helps\": the ratio interval lies above 1;",
-        "  \"beats film\": the paired difference interval lies above 0.",
-        "",
+        COLUMN_NOTES,
         "Runs:",
         "",
-        "| experiment | task | head | seed | ratio | num clips |",
-        "|---|---|---|---|---|---|",
+        "| experiment | task | protocol | head | seed | ratio (frames 3..T) | ratio (all frames) | num clips |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         for run in s.runs:
-            lines.append(f"| {run.name} | {s.task} | {s.head} | {run.seed} | {run.metrics['ratio']:.4f} | "
+            lines.append(f"| {run.name} | {s.task} | {s.protocol} | {s.head} | {run.seed} | "
+                         f"{run.metrics['ratio_late']:.4f} | {run.metrics['ratio']:.4f} | "
                          f"{int(run.metrics.get('num_clips', 0))} |")
     if left_out:
         lines += ["", "Left out: runs whose other params differ from the compared setup:", ""]

@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -29,6 +30,8 @@ from fovea.compute import make_accelerator
 from fovea.params import Params
 
 LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
+# The original's measurement: the mean training-batch ratio over the last this many steps.
+RATIO_WINDOW = 100
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,6 +118,7 @@ def train(
     device = accelerator.device
 
     final: dict[str, float] = {}
+    recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
     started = time.perf_counter()
     progress = tqdm(
         range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step", disable=not accelerator.is_main_process
@@ -143,6 +147,7 @@ def train(
                 + f" (head {params.head}, lr {cfg.lr}); try a lower train.lr"
             )
         final = {**values, "ratio": values["loss_coarse"] / values["loss_fine"], "lr": lr}
+        recent_ratios.append(final["ratio"])
         progress.set_postfix(fine=f"{final['loss_fine']:.4f}", ratio=f"{final['ratio']:.3f}")
         if logger is not None and accelerator.is_main_process:
             for name, value in final.items():
@@ -163,6 +168,8 @@ def train(
                     "processes": accelerator.num_processes,
                     "steps_per_second": cfg.steps / seconds,
                     "init_from": init_report,
+                    "protocol": cfg.protocol,
+                    "train_ratio_last100": float(np.mean(recent_ratios)),
                     "final": final,
                 },
             )
