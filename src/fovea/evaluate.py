@@ -207,7 +207,7 @@ def evaluate(
     model and val outputs (for the pictures).
 
     With ``train_dir``, the headline fine loss on the first training-split clips too, as many as
-    there are val clips (``train_loss_fine``; not all of them were drawn in training): close to
+    there are val clips (``train_loss_fine_late``; not all of them were drawn in training): close to
     the val loss when the model has not memorised.
     """
     model = FoveatedVLM.load(model_dir).to(device)
@@ -228,8 +228,8 @@ def evaluate(
         "small_val_split": val.num_clips < SMALL_VAL_CLIPS,
     }
     if seen is not None:
-        late = headline_frames(seen.fine_loss.shape[1])
-        metrics["train_loss_fine_late"] = float(seen.fine_loss[:, late].mean())
+        frames = headline_frames(seen.fine_loss.shape[1])
+        metrics["train_loss_fine_late"] = float(seen.fine_loss[:, frames].mean())
         metrics["train_clips"] = seen.num_clips
         # (val - train) / train over frames 3..T: about 0 when nothing was memorised
         metrics["val_train_gap"] = (metrics["loss_fine_late"] - metrics["train_loss_fine_late"]) / metrics[
