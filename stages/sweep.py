@@ -1,6 +1,7 @@
 """Run the control sweep as DVC experiments, one after another in the workspace: every head x
 seed on the control task, then the negative control (`data.motion=pan`) for film and the spatial
-head (xattn, sfilm or stx) with the highest mean ratio. Each run is a named `dvc exp run -S ...`
+head (xattn, sfilm or stx) with the highest mean ratio in the first round; in rounds of three
+seeds, so a sweep stopped early still covers every head and both tasks. Each run is a named `dvc exp run -S ...`
 (`control-sfilm-s0`, `pan-film-s2`, ...), so `dvc exp show` and `python stages/report.py` see them
 all; rerun at the same commit, it skips the runs already there. At the end the workspace is restored to the run with params.yaml's own head and seed on the
 control task (`dvc exp apply`), so the report's pictures show the default model. Params not named
@@ -20,6 +21,7 @@ from fovea.report import read_experiments
 HEADS = ("film", "mlp", "xattn", "sfilm", "stx")
 SPATIAL = ("xattn", "sfilm", "stx")  # mlp has no spatial structure (DESIGN.md)
 BASELINE = "film"
+ROUND = 3
 
 
 def dvc(*args: str) -> None:
@@ -66,14 +68,20 @@ def main() -> None:
     require_clean_branch()
     done = {exp.name: exp.metrics for exp in read_experiments(Path("."))}
     ratios: dict[str, list[float]] = defaultdict(list)
-    for head in args.heads:
-        for seed in args.seeds:
-            ratios[head].append(run(f"control-{head}-s{seed}", "target", head, seed, done)["ratio_late"])
-    best = max((h for h in SPATIAL if h in ratios), key=lambda h: sum(ratios[h]) / len(ratios[h]))
-    print(f"sweep: best spatial head on the control task: {best}", flush=True)
-    for head in (BASELINE, best):
-        for seed in args.seeds:
-            run(f"pan-{head}-s{seed}", "pan", head, seed, done)
+    best = None
+    # In rounds of three seeds (control, then pan), so a sweep stopped early still holds every
+    # head and both tasks.
+    for first in range(0, len(args.seeds), ROUND):
+        seeds = args.seeds[first : first + ROUND]
+        for seed in seeds:
+            for head in args.heads:
+                ratios[head].append(run(f"control-{head}-s{seed}", "target", head, seed, done)["ratio_late"])
+        if best is None:
+            best = max((h for h in SPATIAL if h in ratios), key=lambda h: sum(ratios[h]) / len(ratios[h]))
+            print(f"sweep: best spatial head on the control task: {best}", flush=True)
+        for seed in seeds:
+            for head in (BASELINE, best):
+                run(f"pan-{head}-s{seed}", "pan", head, seed, done)
 
     if default.head in args.heads and default.seed in args.seeds:
         dvc("exp", "apply", f"control-{default.head}-s{default.seed}")
