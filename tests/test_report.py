@@ -1,5 +1,7 @@
 """The comparison report's statistics and text, on made-up experiments with a known truth."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -198,3 +200,24 @@ def test_fovea_gain_is_the_share_of_what_h_is_worth_that_the_fine_read_adds():
     (film,) = summarize_heads(runs, samples=300)
     assert film.fovea_gain == pytest.approx(0.5)
     assert film.fovea_gain_ci[0] == pytest.approx(0.5) and film.fovea_gain_ci[1] == pytest.approx(0.5)
+
+
+def test_a_run_is_listed_under_its_experiment_name_whoever_else_holds_its_results(monkeypatch):
+    # `dvc exp show`: the workspace and the commit (named after its branch) hold the same results
+    # as the experiment run last; the report lists that run once, under the experiment's name.
+    import fovea.report as report
+
+    same, other = {"ratio_late": 1.2, "head": "sfilm"}, {"ratio_late": 1.0, "head": "film"}
+    listing = [
+        {"rev": "workspace", "data": {"metrics": {report.EVAL_FILE: {"data": same}}}},
+        {"rev": "abc1234def", "name": "main", "data": {"metrics": {report.EVAL_FILE: {"data": same}}},
+         "experiments": [{"revs": [
+             {"rev": "e1", "name": "head-film", "data": {"metrics": {report.EVAL_FILE: {"data": other}}}},
+             {"rev": "e2", "name": "head-sfilm", "data": {"metrics": {report.EVAL_FILE: {"data": same}}}},
+         ]}]},
+    ]
+    monkeypatch.setattr(report, "_dvc_json", lambda repo, *args: listing)
+    monkeypatch.setattr(report, "_clips_at", lambda repo, rev: None)
+    found = {exp.name: exp for exp in report.read_experiments(Path("."))}
+    assert sorted(found) == ["head-film", "head-sfilm"]
+    assert found["head-sfilm"].in_workspace and not found["head-film"].in_workspace

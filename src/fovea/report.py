@@ -101,9 +101,10 @@ def read_experiments(repo: Path, commits: int = 1) -> list[Experiment]:
     """
     found: list[Experiment] = []
     seen: dict[str, int] = {}
+    from_experiment: set[int] = set()  # positions in ``found`` that hold a DVC experiment
     for baseline in _dvc_json(repo, "exp", "show", "--num", str(commits)):
-        entries = [baseline] + [rev for exp in baseline.get("experiments") or [] for rev in exp.get("revs", [])]
-        for entry in entries:
+        experiments = [rev for exp in baseline.get("experiments") or [] for rev in exp.get("revs", [])]
+        for entry, is_experiment in [(baseline, False)] + [(rev, True) for rev in experiments]:
             data = entry.get("data") or {}
             metrics = data.get("metrics", {}).get(EVAL_FILE, {}).get("data")
             if not metrics or entry.get("error"):
@@ -120,9 +121,16 @@ def read_experiments(repo: Path, commits: int = 1) -> list[Experiment]:
             if fingerprint not in seen:
                 seen[fingerprint] = len(found)
                 found.append(experiment)
-            elif entry.get("name") and found[seen[fingerprint]].rev == "workspace":
-                experiment.in_workspace = True
+            elif is_experiment and seen[fingerprint] not in from_experiment:
+                # The workspace or a commit holding this run's results: listed under the run's name.
+                kept = found[seen[fingerprint]]
+                experiment.in_workspace = kept.rev == "workspace" or kept.in_workspace
                 found[seen[fingerprint]] = experiment
+            else:
+                found[seen[fingerprint]].in_workspace |= rev == "workspace"
+                continue
+            if is_experiment:
+                from_experiment.add(seen[fingerprint])
     return found
 
 
