@@ -216,3 +216,64 @@ SHRUNK_VAL = 0.25
 
 def _shrunk(val_fraction: float) -> dict:
     return {**SHRUNK, "data": {**SHRUNK["data"], "val_fraction": val_fraction}}
+
+
+# --------------------------------------------------------------------------- train's outputs
+
+
+def _train_stage(monkeypatch: pytest.MonkeyPatch, root: Path, fake_train) -> None:
+    import runpy
+
+    import fovea.train
+
+    (root / "latents").mkdir()
+    (root / "latents" / "manifest.json").write_text("{}")
+    monkeypatch.setattr(fovea.train, "train", fake_train)  # the stage imports it when loaded
+    monkeypatch.setattr(sys, "argv", ["stages/train.py", "--params", str(REPO / "params.yaml"),
+                                      "--latents", str(root / "latents"), "--out", str(root / "models" / "fvlm"),
+                                      "--live", str(root / "metrics" / "train")])
+    runpy.run_path(str(REPO / "stages" / "train.py"), run_name="stage_train")["main"]()
+
+
+def _previous_training(root: Path) -> dict[Path, bytes]:
+    files = {root / "models" / "fvlm" / "model.safetensors": b"previous weights",
+             root / "metrics" / "train" / "metrics.json": b'{"step": 299}\n',
+             root / "metrics" / "train" / "plots" / "metrics" / "loss.tsv": b"step\tloss\n299\t0.1\n"}
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_interrupted_training_leaves_the_previous_model_and_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _previous_training(tmp_path)
+
+    def interrupted(params, latents_dir, out_dir, logger=None, accelerator=None):
+        for step in range(3):  # partial curves, written as training goes
+            logger.log_metric("loss", 1.0 / (step + 1))
+            logger.next_step()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train_stage(monkeypatch, tmp_path, interrupted)
+    assert all(path.read_bytes() == data for path, data in files.items())
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == ["train"]
+    assert sorted(p.name for p in (tmp_path / "metrics" / "train").rglob("*")) == ["loss.tsv", "metrics", "metrics.json", "plots"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fvlm"]
+
+
+def test_finished_training_publishes_the_model_with_its_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _previous_training(tmp_path)
+
+    def finished(params, latents_dir, out_dir, logger=None, accelerator=None):
+        logger.log_metric("loss_fine", 0.5)
+        logger.next_step()
+        out_dir.mkdir()
+        (out_dir / "model.safetensors").write_bytes(b"new weights")
+        return type("Result", (), {"steps": 1, "final": {"loss_fine": 0.5}})()
+
+    _train_stage(monkeypatch, tmp_path, finished)
+    assert (tmp_path / "models" / "fvlm" / "model.safetensors").read_bytes() == b"new weights"
+    assert json.loads((tmp_path / "metrics" / "train" / "metrics.json").read_text())["loss_fine"] == 0.5
+    assert not (tmp_path / "metrics" / "train" / "plots" / "metrics" / "loss.tsv").exists()  # old curves gone
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fvlm"]
