@@ -34,4 +34,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fovea.cli import run_stage  # user errors: one line, no traceback
+
+    run_stage(main)

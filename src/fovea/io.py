@@ -52,3 +52,39 @@ def atomic_directory(final_dir: Path) -> Iterator[Path]:
         final_dir.rename(old_dir)
     temp_dir.rename(final_dir)
     shutil.rmtree(old_dir, ignore_errors=True)
+
+
+@contextmanager
+def staged_outputs(*finals: Path, publish: bool = True) -> Iterator[tuple[Path, ...]]:
+    """Yield a staging path for each of a stage's outputs; publish them all together on success.
+
+    Write each output (a file or a directory) to its staging path. When the block ends without
+    an exception, every staged output replaces its final path, one right after another, so a
+    stage's outputs (e.g. the VAE's weights and ``metrics/vae.json``) come from one run. On an
+    exception, or with ``publish=False`` (the non-main processes of a multi-process run), the
+    staged outputs are deleted and the previous outputs stay as they were. A staging path is a
+    sibling of its final path, so the renames stay on one file system.
+    """
+    finals = tuple(Path(final) for final in finals)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    stage_dirs = []
+    for final in finals:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage_dir = final.with_name(f".{final.name}.staged-{tag}")
+        stage_dir.mkdir()
+        stage_dirs.append(stage_dir)
+    try:
+        staged = tuple(stage_dir / final.name for stage_dir, final in zip(stage_dirs, finals))
+        yield staged
+        if publish:
+            missing = [str(final) for final, path in zip(finals, staged) if not path.exists()]
+            if missing:
+                raise RuntimeError(f"outputs not written: {', '.join(missing)}")
+            for final, path, stage_dir in zip(finals, staged, stage_dirs):
+                # The previous output goes into the staging directory, deleted below.
+                if final.is_dir() and not final.is_symlink():
+                    final.rename(stage_dir / f"{final.name}.old")
+                os.replace(path, final)
+    finally:
+        for stage_dir in stage_dirs:
+            shutil.rmtree(stage_dir, ignore_errors=True)

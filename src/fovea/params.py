@@ -21,8 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from fovea.errors import FoveaUserError
 
-class ParamsError(ValueError):
+
+class ParamsError(FoveaUserError, ValueError):
     """``params.yaml`` is unreadable or holds an unknown key or a bad value."""
 
 
@@ -293,8 +295,10 @@ def _format_error(error: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"  {key}: {message}")
-    return "invalid params:\n" + "\n".join(lines)
+        lines.append(f"{key}: {message}")
+    if len(lines) == 1:  # the common case: one line a stage prints as it is
+        return f"invalid params: {lines[0]}"
+    return "invalid params:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def parse_params(raw: dict[str, Any] | None) -> Params:

@@ -19,10 +19,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 from fovea.io import write_text_atomic
+from fovea.errors import FoveaUserError
 from fovea.params import Params, ParamsError, parse_params
 
 
-class PresetError(ValueError):
+class PresetError(FoveaUserError, ValueError):
     """A preset is unreadable, or merging it would leave ``params.yaml`` invalid."""
 
 
