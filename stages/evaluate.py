@@ -8,7 +8,7 @@ from pathlib import Path
 from fovea.attention import save_attention_figure
 from fovea.compute import use_cuda
 from fovea.evaluate import evaluate
-from fovea.io import write_json_atomic
+from fovea.io import staged_outputs, write_json_atomic
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
 from fovea.plots import save_samples_image
@@ -33,15 +33,17 @@ def main() -> None:
         batch_size=params.eval.batch_size, bootstrap=params.eval.bootstrap, seed=params.seed, device=device,
     )
     metrics, model, val = result.metrics, result.model, result.val
-    write_json_atomic(args.out, metrics)
-    write_json_atomic(args.clips, result.clips)
-    save_samples_image(
-        VaeCodec(load_vae(args.vae), device=device).decode,
-        *val.first_clips(params.eval.sample_clips),
-        args.samples,
-        title=f"{metrics['head']}: val clips, frames 2..T",
-    )
-    save_attention_figure(model, args.latents / "val", params.eval.sample_clips, args.attention)
+    # All four outputs come from this run or none does.
+    with staged_outputs(args.out, args.clips, args.samples, args.attention) as (out, clips, samples, attention):
+        write_json_atomic(out, metrics)
+        write_json_atomic(clips, result.clips)
+        save_samples_image(
+            VaeCodec(load_vae(args.vae), device=device).decode,
+            *val.first_clips(params.eval.sample_clips),
+            samples,
+            title=f"{metrics['head']}: val clips, frames 2..T",
+        )
+        save_attention_figure(model, args.latents / "val", params.eval.sample_clips, attention)
     print(
         f"evaluate: {metrics['head']} ratio over frames {metrics['headline_frames']} {metrics['ratio_late']:.4f} "
         f"[{metrics['ratio_late_ci_low']:.4f}, {metrics['ratio_late_ci_high']:.4f}] over {metrics['num_clips']} clips; "

@@ -23,7 +23,13 @@ from tqdm import tqdm
 from fovea.data.shards import iter_samples, latents_eval_dataset
 from fovea.heads import count_parameters
 from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
+from fovea.errors import FoveaUserError
+from fovea.split_check import small_val_split
 from fovea.stats import CrossedDraws, finite_interval, pooled_ratio, share_of_gap, share_of_gap_replicates
+
+
+class EvalInputError(FoveaUserError):
+    """The split to evaluate holds no clips."""
 
 
 @dataclass
@@ -79,7 +85,7 @@ def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int |
         if max_clips is not None and sum(len(chunk) for chunk in parts["target"]) >= max_clips:
             break
     if not parts["target"]:
-        raise ValueError(f"no val clips found in {val_dir}")
+        raise EvalInputError(f"no clips found in {val_dir}: rerun the latents stage (`dvc repro latents`)")
     return ValOutputs(**{name: torch.cat(chunks)[:max_clips] for name, chunks in parts.items()})
 
 
@@ -99,8 +105,6 @@ def fine_loss_with_h(model: FoveatedVLM, h: torch.Tensor, val: ValOutputs, batch
 # alone, and frame 2 from a read of frame 1 with another static query (q_init; the motion read has
 # no earlier frame to compare with). The headline metrics are over frames 3..T.
 HEADLINE_FIRST_FRAME = 3
-# Below this many val clips the intervals rest on too few clips to mean much.
-SMALL_VAL_CLIPS = 10
 
 
 def headline_frames(steps: int) -> slice:
@@ -225,7 +229,7 @@ def evaluate(
         "protocol": training.get("protocol"),
         "train_ratio_last100": training.get("train_ratio_last100"),
         **summarize(val, late, bootstrap, seed),
-        "small_val_split": val.num_clips < SMALL_VAL_CLIPS,
+        "small_val_split": small_val_split(val.num_clips),
     }
     if seen is not None:
         frames = headline_frames(seen.fine_loss.shape[1])
