@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # GPU check, prepared to run unattended whenever a GPU is available (well under 8 minutes):
 # the paper preset (256x256 frames, 8 frames, SD-VAE, DINOv2-small frozen, SmolLM2-135M,
-# batch 2 x 4, bf16 autocast) for a fixed number of steps on one GPU, on synthetic clips, with
-# randomly initialised models in the real architectures (no hub access needed). Prints steps per
-# second, peak GPU memory and the time of every stage.
+# 8 clips per optimizer step as one micro-batch, fused AdamW, bf16 autocast) for a fixed number
+# of steps on one GPU, on synthetic clips, with randomly initialised models in the real
+# architectures (no hub access needed). Prints steps per second, peak GPU memory and the time of
+# every stage.
 #
 #   bash benchmarks/gpu_check.sh            # STEPS=100 CLIPS=64 by default
 #   STEPS=200 bash benchmarks/gpu_check.sh
 #   STEPS=2 CLIPS=4 DEVICE=cpu bash benchmarks/gpu_check.sh   # a dry run of the script on a CPU
-#   BATCH=8 ACCUM=1 COMPILE=1 bash benchmarks/gpu_check.sh   # other batch split / torch.compile
+#   BATCH=2 ACCUM=4 bash benchmarks/gpu_check.sh   # the same 8 clips as 4 micro-batches of 2
+#   COMPILE=1 bash benchmarks/gpu_check.sh         # and torch.compile (compute.compile)
 #   BENCHMARKS=1 bash benchmarks/gpu_check.sh   # then the train-loop (BENCH_STEPS=30) and latents
 #                                               # benchmarks at this size
 set -euo pipefail

@@ -55,7 +55,7 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
     params = parse_params(merge_params(applied, {**saved.params(), "head": "film", "data": FEW_CLIPS, "train": {"steps": 2}}))
     # The protocol is the preset's, untouched by the substitutions above.
     assert (params.frames.num, params.frames.size, params.model.freeze_encoder) == (8, 256, True)
-    assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (2, 4, 3e-5)
+    assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (8, 1, 3e-5)
 
     videos, vae_dir = tmp_path / "data" / "videos", tmp_path / "models" / "vae"
     latents, model_dir = tmp_path / "data" / "latents", tmp_path / "models" / "fvlm"

@@ -24,7 +24,7 @@ def test_the_paper_preset_holds_the_proposal_protocol():
     assert params.model.encoder == "facebook/dinov2-small" and params.model.freeze_encoder
     assert params.model.llm == "HuggingFaceTB/SmolLM2-135M-Instruct"
     train = params.train
-    assert (train.batch_size, train.grad_accum, train.lr, train.warmup, train.steps) == (2, 4, 3e-5, 50, 1000)
+    assert (train.batch_size, train.grad_accum, train.lr, train.warmup, train.steps) == (8, 1, 3e-5, 50, 1000)
     # the original model: the LLM's own queries, heads that predict the latent, trained end to end
     assert params.model.fine_read == "learned" and not params.model.residual and not train.detach_h
     assert train.lambda_coarse == 0 and train.protocol == "fine_only"

@@ -27,7 +27,7 @@ from fovea.io import atomic_directory
 from fovea.models.init import init_from_checkpoint
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.compute import make_accelerator
-from fovea.params import Params
+from fovea.params import Params, TrainParams
 
 LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
 # The original's measurement: the mean training-batch ratio over the last this many steps.
@@ -80,6 +80,62 @@ def training_loader(latents_dir: Path, params: Params, rank: int) -> DataLoader:
     )
 
 
+def make_optimizer(parameters: list[torch.nn.Parameter], cfg: TrainParams, fused: bool) -> torch.optim.AdamW:
+    """AdamW over ``parameters``. ``fused`` (on CUDA): one kernel updates every parameter, where
+    the default launches several per parameter or per group of them."""
+    return torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if fused else None)
+
+
+def accumulate_gradients(
+    model: torch.nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    accelerator: Accelerator,
+    cfg: TrainParams,
+) -> torch.Tensor:
+    """Forward and backward over ``cfg.grad_accum`` micro-batches drawn from ``batches``: the
+    gradients are those of the mean loss over them. Returns the mean losses (``LOSS_NAMES``),
+    still on the device (the step's one host transfer is the caller's, for logging)."""
+    if accelerator.gradient_accumulation_steps != cfg.grad_accum:
+        # accelerate divides each micro-batch's loss by its own count and syncs on that count.
+        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
+                         f"train.grad_accum is {cfg.grad_accum}")
+    device = accelerator.device
+    totals = torch.zeros(len(LOSS_NAMES), device=device)
+    for _ in range(cfg.grad_accum):
+        frames, latents = (t.to(device, non_blocking=True) for t in next(batches))
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse, detach_h=cfg.detach_h)
+            accelerator.backward(losses["loss"])
+        totals += torch.stack([losses[name].detach().float() for name in LOSS_NAMES]) / cfg.grad_accum
+    return totals
+
+
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainable: list[torch.nn.Parameter],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    accelerator: Accelerator,
+    cfg: TrainParams,
+) -> torch.Tensor:
+    """One optimizer step: gradients over ``cfg.grad_accum`` micro-batches, clipped, applied.
+    Returns the mean losses on the device (see ``accumulate_gradients``)."""
+    totals = accumulate_gradients(model, batches, accelerator, cfg)
+    apply_gradients(optimizer, trainable, accelerator, cfg)
+    return totals
+
+
+def apply_gradients(
+    optimizer: torch.optim.Optimizer, trainable: list[torch.nn.Parameter], accelerator: Accelerator, cfg: TrainParams
+) -> None:
+    """Clip the accumulated gradients, update the weights once, clear the gradients. The last
+    micro-batch synced the gradients (across processes too)."""
+    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train(
     params: Params,
     latents_dir: Path,
@@ -108,14 +164,13 @@ def train(
     model.train()
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(trainable, cfg, fused=accelerator.device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup))
     if params.compute.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     if batches is None:
         batches = iter(training_loader(latents_dir, params, accelerator.process_index))
-    device = accelerator.device
 
     final: dict[str, float] = {}
     recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
@@ -124,18 +179,7 @@ def train(
         range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step", disable=not accelerator.is_main_process
     )
     for step in progress:
-        # Losses stay on the device until the step's one host transfer, for logging.
-        totals = torch.zeros(len(LOSS_NAMES), device=device)
-        for _ in range(cfg.grad_accum):
-            frames, latents = (t.to(device, non_blocking=True) for t in next(batches))
-            with accelerator.accumulate(model), accelerator.autocast():
-                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse, detach_h=cfg.detach_h)
-                accelerator.backward(losses["loss"])
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            totals += torch.stack([losses[name].detach().float() for name in LOSS_NAMES]) / cfg.grad_accum
+        totals = optimizer_step(model, optimizer, trainable, batches, accelerator, cfg)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
 

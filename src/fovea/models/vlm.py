@@ -216,7 +216,8 @@ class FoveatedVLM(nn.Module):
         batch = visual.shape[0]
         prefix = torch.stack([self.no_text_token, mode_token]).unsqueeze(0).expand(batch, -1, -1)
         sequence = torch.cat([prefix, visual], dim=1)
-        return self.llm(inputs_embeds=sequence).last_hidden_state
+        # One call reads the whole sequence: a KV cache would only add operations.
+        return self.llm(inputs_embeds=sequence, use_cache=False).last_hidden_state
 
     def passes(
         self,
@@ -248,12 +249,15 @@ class FoveatedVLM(nn.Module):
         h_fine = hidden_fine[:, 1 : steps + 1]
         if detach_h:
             h_coarse, h_fine = h_coarse.detach(), h_fine.detach()
+        # Both passes through the head as one batch: half its operator calls (and kernel
+        # launches), the same result per clip.
+        pred_coarse, pred_fine = self.predict(torch.cat([h_coarse, h_fine]), torch.cat([z_prev, z_prev])).chunk(2)
         return PassOutputs(
             h_coarse=h_coarse,
             h_fine=h_fine,
             z_prev=z_prev,
-            pred_coarse=self.predict(h_coarse, z_prev),
-            pred_fine=self.predict(h_fine, z_prev),
+            pred_coarse=pred_coarse,
+            pred_fine=pred_fine,
             target=latents,
         )
 
