@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from fovea.compute import use_cuda
-from fovea.data.latents import iter_training_frames
+from fovea.data.latents import LatentSettings, iter_training_frames
 from fovea.io import atomic_directory, write_json_atomic
 from fovea.models.vae import VaeCodec, fit_tiny_vae, load_vae, psnr
 from fovea.params import load_params
@@ -20,14 +20,8 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    frames_of = lambda split: iter_training_frames(  # noqa: E731
-        args.videos,
-        params.frames.num,
-        params.frames.size,
-        params.data.val_fraction,
-        split=split,
-        fps=params.frames.fps,
-    )
+    settings = LatentSettings.from_params(params)
+    frames_of = lambda split: iter_training_frames(args.videos, settings=settings, split=split)  # noqa: E731
     if params.vae.name == "tiny":
         vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed)
     else:
