@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -164,3 +166,10 @@ def test_split_is_stable_and_honours_the_fraction() -> None:
     assert all(split_of(key, 1.0) == "val" for key in keys[:50])
     # A key in val at a small fraction stays in val at a larger one (nested splits).
     assert all(split_of(k, 0.5) == "val" for k in keys if split_of(k, 0.1) == "val")
+
+
+def test_the_split_module_imports_no_heavy_library() -> None:
+    # fovea.data re-exports nothing, so the split (used by light tools) pulls in no torch or PyAV.
+    code = "import sys, fovea.data.split; print(sorted({'torch', 'av', 'webdataset'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
