@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fovea.data.sources import source_names, video_source
-from fovea.params import ParamsError, parse_params
+from fovea.data.sources import register_source, registry, source_names, video_source, write_videos
+from fovea.params import DataParams, ParamsError, parse_params
 
 
 @pytest.mark.parametrize(
@@ -44,3 +45,32 @@ def test_source_params_defaults_and_frames_fps() -> None:
     assert parse_params({"frames": {"fps": 2.5}}).frames.fps == 2.5
     with pytest.raises(ParamsError, match=r"frames\.fps"):
         parse_params({"frames": {"fps": 0}})
+
+
+def test_the_project_sources_are_registered() -> None:
+    assert {"synthetic", "webvid", "shards", "folder"} <= set(source_names())
+    with pytest.raises(ValueError, match="valid sources: folder, shards, synthetic, webvid"):
+        video_source("youtube")
+
+
+def test_a_new_source_is_one_registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_SOURCES", dict(registry._SOURCES))  # undone after the test
+    written = []
+
+    def check(data: DataParams) -> None:
+        if data.max_videos is None:
+            raise ValueError("data.max_videos: the echo source needs a cap")
+
+    @register_source("echo", requires="folder", check=check)
+    def write_echo(data: DataParams, out_dir: Path) -> dict[str, Any]:
+        written.append((data.folder, out_dir))
+        return {"source": "echo"}
+
+    with pytest.raises(ParamsError, match=r"data\.folder: required when data\.source is 'echo'"):
+        parse_params({"data": {"source": "echo"}})
+    with pytest.raises(ParamsError, match=r"data\.max_videos: the echo source needs a cap"):
+        parse_params({"data": {"source": "echo", "folder": "in"}})
+    data = parse_params({"data": {"source": "echo", "folder": "in", "max_videos": 3}}).data
+    assert write_videos(data, tmp_path) == {"source": "echo"} and written == [("in", tmp_path)]
+    with pytest.raises(ValueError, match="registered twice"):
+        register_source("echo")(lambda data, out_dir: {})
