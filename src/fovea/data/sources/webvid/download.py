@@ -29,7 +29,6 @@ _TEXT_TYPE = re.compile(
     r"^\s*(text/|application/(json|xml|xhtml\+xml|javascript)\b)", re.IGNORECASE
 )
 _CHUNK_BYTES = 1 << 16
-_USER_AGENT = "fovea-videos/0.1"
 
 
 @dataclass(frozen=True)

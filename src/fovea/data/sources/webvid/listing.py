@@ -29,7 +29,8 @@ from fovea.params import DataParams
 
 __all__ = ["USER_AGENT", "WebVidEntry", "parse_duration", "read_url_list", "select_entries"]
 
-USER_AGENT = "fovea-videos/0.1"
+USER_AGENT = "fovea-videos/0.1"  # sent with every request: the list's and the videos'
+
 # Column names: WebVid's first, then the generic names other lists (video2dataset's) use.
 _KEY_COLUMNS = ("videoid", "key")
 _URL_COLUMNS = ("contentUrl", "url")
@@ -42,8 +43,6 @@ _ISO_DURATION = re.compile(
     r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
     re.IGNORECASE,
 )
-
-
 
 
 def parse_duration(value: Any) -> float | None:
