@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-PAPER_SIZES = {"h_dim": 576, "latent_channels": 4, "height": 32, "width": 32}
+from fovea.heads import PAPER_SIZES
+
 NAIVE_SUFFIX = "/naive"
 
 # Make every large allocation its own mmap, returned to the OS when freed, so resident memory

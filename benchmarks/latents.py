@@ -18,6 +18,7 @@ The two sides run alternately; the ratio is the median of the ratios of adjacent
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import resource
 import shutil
 import statistics
@@ -31,9 +32,9 @@ import torch
 from _common import REPO, median_ratio, require
 
 from fovea.compute import process_state
-from fovea.data.latents import cache_latents
+from fovea.data.latents import LatentSettings, Processes, cache_latents
 from fovea.data.shards import iter_latent_samples
-from fovea.data.videos import write_synthetic_videos
+from fovea.data.sources import write_videos
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
 
@@ -97,14 +98,13 @@ def main() -> None:
     try:
         videos = workdir / "videos"
         if rank == 0:
-            write_synthetic_videos(params.data.model_copy(update={"num_clips": args.clips}), params.data.seed, videos)
+            write_videos(params.data.model_copy(update={"num_clips": args.clips}), videos)
         for repeat in range(args.repeats):
             latents_dir = workdir / f"latents-{repeat}"
+            settings = replace(LatentSettings.from_params(params), batch_size=ENCODE_BATCH_CLIPS, num_workers=workers)
             wall, cpu = timed(
-                cache_latents, videos, latents_dir, codec.encode, num_frames=params.frames.num,
-                size=params.frames.size, val_fraction=params.data.val_fraction,
-                clips_per_shard=params.data.clips_per_shard, batch_size=ENCODE_BATCH_CLIPS, fps=params.frames.fps,
-                num_workers=workers, rank=rank, world_size=world_size, barrier=barrier,
+                cache_latents, videos_dir=videos, out_dir=latents_dir, encode=codec.encode, settings=settings,
+                processes=Processes(rank, world_size, barrier),
             )
             end_to_end.append(wall)
             cpu_end_to_end.append(cpu)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fovea.compute import process_state
-from fovea.data.latents import cache_latents
+from fovea.data.latents import LatentSettings, Processes, cache_latents
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import load_params
 
@@ -23,18 +23,11 @@ def main() -> None:
     state = process_state(params.compute)
     codec = VaeCodec(load_vae(args.vae), device=state.device)
     manifest = cache_latents(
-        args.videos,
-        args.out,
-        codec.encode,
-        num_frames=params.frames.num,
-        size=params.frames.size,
-        val_fraction=params.data.val_fraction,
-        clips_per_shard=params.data.clips_per_shard,
-        fps=params.frames.fps,
-        num_workers=params.compute.num_workers,
-        rank=state.process_index,
-        world_size=state.num_processes,
-        barrier=state.wait_for_everyone,
+        videos_dir=args.videos,
+        out_dir=args.out,
+        encode=codec.encode,
+        settings=LatentSettings.from_params(params),
+        processes=Processes(state.process_index, state.num_processes, state.wait_for_everyone),
     )
     if manifest is not None:
         print(f"latents: kept {manifest['kept']}, skipped {manifest['skipped']} ({state.num_processes} process(es))")

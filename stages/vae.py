@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from fovea.compute import use_cuda
-from fovea.data.latents import iter_training_frames
+from fovea.data.latents import LatentSettings, iter_training_frames
 from fovea.errors import FoveaUserError
 from fovea.io import staged_outputs
 from fovea.models.vae import VaeCodec, fit_tiny_vae, load_vae, psnr
@@ -32,14 +32,8 @@ def main() -> None:
     print(f"vae: clips by split: train {counts['train']}, val {counts['val']}")
     if warning:
         print(f"vae: {warning}", file=sys.stderr)
-    frames_of = lambda split: iter_training_frames(  # noqa: E731
-        args.videos,
-        params.frames.num,
-        params.frames.size,
-        params.data.val_fraction,
-        split=split,
-        fps=params.frames.fps,
-    )
+    settings = LatentSettings.from_params(params)
+    frames_of = lambda split: iter_training_frames(args.videos, settings=settings, split=split)  # noqa: E731
     if params.vae.name == "tiny":
         vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed)
     else:

@@ -3,8 +3,7 @@
 import argparse
 from pathlib import Path
 
-from fovea.data.sources import write_videos
-from fovea.data.videos import VideoSourceError
+from fovea.data.sources import VideoSourceError, write_videos
 from fovea.params import load_params
 
 
@@ -16,7 +15,7 @@ def main() -> None:
 
     params = load_params(args.params)
     try:
-        summary = write_videos(params.data, params.data.seed, args.out)
+        summary = write_videos(params.data, args.out)
     except VideoSourceError as error:
         # Nothing usable (or an unreadable input): the message holds the counts by reason.
         raise SystemExit(f"videos: {error}") from None

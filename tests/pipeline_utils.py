@@ -24,7 +24,9 @@ SHRUNK = {
                        "llm_layers": 1, "attention_heads": 2}},
     "train": {"steps": 3, "batch_size": 2, "warmup": 1},
     "eval": {"batch_size": 4, "bootstrap": 200, "sample_clips": 2},
-    # Narrow heads: the pipeline's wiring is under test here, not the heads' capacity.
+    # Narrow heads: the pipeline's wiring is under test here, not the heads' capacity. A head
+    # not listed runs with its default options (slower, still covered: the e2e tests run every
+    # registered head).
     "heads": {
         "film": {"channels": [8, 16, 32], "film_hidden": 32},
         "mlp": {"hidden": 64},

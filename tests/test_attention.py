@@ -5,8 +5,8 @@ import torch
 
 from fovea.attention import save_attention_figure, target_track
 from fovea.data.control import make_control_clip
-from fovea.data.latents import cache_latents
-from fovea.data.videos import write_synthetic_videos
+from fovea.data.latents import LatentSettings, cache_latents
+from fovea.data.sources.synthetic import write_synthetic_videos
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.params import DataParams, parse_params
 
@@ -28,10 +28,9 @@ def _pool_encoder(frames: np.ndarray) -> np.ndarray:
 
 
 def test_the_figure_is_drawn_from_a_latents_split(tmp_path):
-    write_synthetic_videos(DataParams(num_clips=6, frames_per_clip=4, size=32, distractors=3),
-                           seed=0, out_dir=tmp_path / "videos")
-    cache_latents(tmp_path / "videos", tmp_path / "latents", _pool_encoder, 4, size=32, val_fraction=0.5,
-                  clips_per_shard=4)
+    write_synthetic_videos(DataParams(num_clips=6, frames_per_clip=4, size=32, distractors=3), tmp_path / "videos")
+    cache_latents(videos_dir=tmp_path / "videos", out_dir=tmp_path / "latents", encode=_pool_encoder,
+                  settings=LatentSettings(num_frames=4, size=32, val_fraction=0.5, clips_per_shard=4))
     params = parse_params({"frames": {"size": 32, "num": 4}, "vae": {"block_channels": [8, 8, 8, 8]},
                            "data": {"size": 32, "frames_per_clip": 4, "distractors": 3},
                            "model": {"fine_read": "motion"}})

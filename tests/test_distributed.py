@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from fovea.data.shards import iter_latent_samples
-from fovea.data.videos import write_synthetic_videos
+from fovea.data.sources import write_videos
 from fovea.models.vae import tiny_vae
 from fovea.params import parse_params
 
@@ -47,7 +47,7 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("distributed")
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     params = parse_params(PARAMS)
-    write_synthetic_videos(params.data, params.data.seed, root / "videos")
+    write_videos(params.data, root / "videos")
     torch.manual_seed(0)
     tiny_vae(params.vae).save_pretrained(root / "vae")
     return root

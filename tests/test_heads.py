@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fovea.heads import build_head, check_head_options, count_parameters, head_names, head_option_names
+from fovea.heads import PAPER_SIZES, build_head, check_head_options, count_parameters, head_names, head_option_names
 
-PAPER_SIZES = {"h_dim": 576, "latent_channels": 4, "height": 32, "width": 32}
 TINY_SIZES = {"h_dim": 16, "latent_channels": 4, "height": 8, "width": 8}
 
 

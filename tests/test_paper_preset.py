@@ -23,7 +23,7 @@ from model_fixtures import (
 )
 from pipeline_utils import REPO, merge_params
 
-from fovea.data.latents import cache_latents
+from fovea.data.latents import LatentSettings, cache_latents
 from fovea.data.sources import write_videos
 from fovea.evaluate import evaluate
 from fovea.heads import count_parameters
@@ -59,16 +59,15 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
 
     videos, vae_dir = tmp_path / "data" / "videos", tmp_path / "models" / "vae"
     latents, model_dir = tmp_path / "data" / "latents", tmp_path / "models" / "fvlm"
-    write_videos(params.data, params.data.seed, videos)
+    write_videos(params.data, videos)
 
     # The vae stage: a pretrained VAE is loaded by its name (here a path) and saved for latents.
     with atomic_directory(vae_dir) as tmp:
         load_vae(params.vae.name).save_pretrained(tmp)
 
     codec = VaeCodec(load_vae(vae_dir))
-    manifest = cache_latents(videos, latents, codec.encode, num_frames=params.frames.num,
-                             size=params.frames.size, val_fraction=params.data.val_fraction,
-                             clips_per_shard=params.data.clips_per_shard, fps=params.frames.fps)
+    manifest = cache_latents(videos_dir=videos, out_dir=latents, encode=codec.encode,
+                             settings=LatentSettings.from_params(params))
     assert manifest["latents_shape"] == [params.frames.num, *LATENT]
     assert manifest["kept"] == {"train": 1, "val": 1, "total": 2}
 

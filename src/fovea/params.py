@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,7 +34,8 @@ class _Section(BaseModel):
 class DataParams(_Section):
     """Where videos come from (the ``videos`` stage); ``docs/sources.md`` describes each source."""
 
-    source: Literal["synthetic", "webvid", "shards", "folder"] = "synthetic"
+    # a registered source (fovea.data.sources); it checks the params it reads
+    source: str = "synthetic"
     # Seeds the data side (synthetic clips, the tiny VAE's fit) apart from the top-level `seed`,
     # so a sweep over training seeds reuses the same clips and latents.
     seed: int = Field(0, ge=0)
@@ -52,11 +52,11 @@ class DataParams(_Section):
     distractors: int = Field(12, ge=0, le=32)
     motion: Literal["target", "pan"] = "target"
     # webvid source: a WebVid-format CSV or parquet (videoid, contentUrl, name, duration, ...)
-    url_list: str | None = Field(None, min_length=1, validate_default=True)
+    url_list: str | None = Field(None, min_length=1)
     # shards source: existing WebDataset shards, a brace pattern (local or fsspec URL)
-    shards: str | None = Field(None, min_length=1, validate_default=True)
+    shards: str | None = Field(None, min_length=1)
     # folder source: a directory of video files, with optional captions (CSV: file, caption)
-    folder: str | None = Field(None, min_length=1, validate_default=True)
+    folder: str | None = Field(None, min_length=1)
     captions_csv: str | None = Field(None, min_length=1)
     # selection (real sources): the first max_videos entries whose duration is in range
     max_videos: int | None = Field(None, ge=1)
@@ -79,31 +79,20 @@ class DataParams(_Section):
     clips_per_shard: int = Field(100, ge=1)
     val_fraction: float = Field(0.125, gt=0.0, lt=1.0)
 
-    @field_validator("url_list", "shards", "folder")
+    @field_validator("source")
     @classmethod
-    def _required_by_source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # `source` is declared first, so it is already validated here (absent if it was bad).
-        needed = _SOURCE_INPUT.get(str(info.data.get("source")))
-        if value is None and needed == info.field_name:
-            raise ValueError(f"required when data.source is {info.data['source']!r}")
-        return value
+    def _known_source(cls, name: str) -> str:
+        from fovea.data.sources import source_names
+
+        if name not in source_names():
+            raise ValueError(f"unknown source {name!r}; valid sources: {', '.join(source_names())}")
+        return name
 
     @model_validator(mode="after")
-    def _control_fits(self) -> "DataParams":
-        if self.source != "synthetic" or self.task != "control":
-            return self
-        from fovea.data.control import CELL_PIXELS
+    def _source_params(self) -> "DataParams":
+        from fovea.data.sources import video_source
 
-        if self.size % CELL_PIXELS:
-            raise ValueError(f"data.size ({self.size}) must be a multiple of {CELL_PIXELS} for the control task")
-        cells = (self.size // CELL_PIXELS) ** 2
-        # The target's path may cover up to one cell per frame; distractors sit on the others.
-        free = max(0, cells - self.frames_per_clip)
-        if self.distractors > free:
-            raise ValueError(
-                f"data.distractors ({self.distractors}) may not fit: a {self.size}-px frame has {cells} cells "
-                f"and the target's path over {self.frames_per_clip} frames can take {min(cells, self.frames_per_clip)}"
-            )
+        video_source(self.source).check(self)
         return self
 
     @model_validator(mode="after")
@@ -118,10 +107,6 @@ class DataParams(_Section):
                 f"({self.max_duration})"
             )
         return self
-
-
-# The param that names each real source's input (validated as required for that source).
-_SOURCE_INPUT: dict[str, str] = {"webvid": "url_list", "shards": "shards", "folder": "folder"}
 
 
 class FrameParams(_Section):

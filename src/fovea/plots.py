@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only; CI and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fovea.io import atomic_path  # noqa: E402
+
 ROWS = ("target", "fine", "coarse", "copy")
 
 
@@ -107,9 +109,8 @@ def save_attention_image(frames: np.ndarray, coarse: np.ndarray, fine: np.ndarra
 
 
 def _save(figure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110)
+    finally:
+        plt.close(figure)

@@ -44,6 +44,8 @@ __all__ = [
     "latents_eval_dataset",
     "latents_train_dataset",
     "list_shards",
+    "sample_caption",
+    "sample_metadata",
     "video_sample_files",
     "write_shards",
 ]
@@ -194,12 +196,12 @@ def iter_samples(directory: Path) -> Iterator[dict[str, Any]]:
     yield from pipeline
 
 
-def _caption(sample: Mapping[str, Any]) -> str:
+def sample_caption(sample: Mapping[str, Any]) -> str:
     raw = sample.get("txt")
     return raw.decode("utf-8", errors="replace") if raw is not None else ""
 
 
-def _metadata(sample: Mapping[str, Any]) -> dict[str, Any]:
+def sample_metadata(sample: Mapping[str, Any]) -> dict[str, Any]:
     raw = sample.get("json")
     if raw is None:
         return {}
@@ -225,8 +227,8 @@ def iter_video_samples(directory: Path) -> Iterator[VideoSample]:
         yield VideoSample(
             key=sample["__key__"],
             mp4=sample.get("mp4"),
-            caption=_caption(sample),
-            metadata=_metadata(sample),
+            caption=sample_caption(sample),
+            metadata=sample_metadata(sample),
         )
 
 
@@ -246,8 +248,8 @@ def iter_latent_samples(split_dir: Path) -> Iterator[LatentSample]:
             key=sample["__key__"],
             frames=decode_npy(sample["frames.npy"]),
             latents=decode_npy(sample["latents.npy"]),
-            caption=_caption(sample),
-            metadata=_metadata(sample),
+            caption=sample_caption(sample),
+            metadata=sample_metadata(sample),
         )
 
 
@@ -273,10 +275,15 @@ class _EpochShuffledShards(torch.utils.data.IterableDataset):
                 yield {"url": url}
 
 
-def _to_tensors(sample: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_tensors(sample: Mapping[str, Any]) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """``(key, frames, latents)``: the key travels with the clip, so nothing rereads shards for it."""
     frames = torch.from_numpy(decode_npy(sample["frames.npy"]))
     latents = torch.from_numpy(decode_npy(sample["latents.npy"]).astype(np.float32))
-    return frames, latents
+    return sample["__key__"], frames, latents
+
+
+def _without_key(clip: tuple[str, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return clip[1], clip[2]
 
 
 def latents_train_dataset(split_dir: Path, seed: int, shuffle_buffer: int = 64) -> wds.DataPipeline:
@@ -296,17 +303,21 @@ def latents_train_dataset(split_dir: Path, seed: int, shuffle_buffer: int = 64) 
         # seed (not rng) so each iteration starts a fresh random.Random(seed): reproducible.
         wds.shuffle(shuffle_buffer, initial=shuffle_buffer, seed=seed),
         wds.map(_to_tensors),
+        wds.map(_without_key),
     )
 
 
-def latents_eval_dataset(split_dir: Path) -> wds.DataPipeline:
+def latents_eval_dataset(split_dir: Path, *, keys: bool = False) -> wds.DataPipeline:
     """A finite stream of ``(frames, latents)`` over one split in shard/sample order.
 
-    In order with ``num_workers=0``; with workers the shards are dealt out and interleaved.
+    With ``keys``, ``(key, frames, latents)``: batched by a ``DataLoader``, the keys come as a
+    list of strings beside the tensors, in the same order. In order with ``num_workers=0``; with
+    workers the shards are dealt out and interleaved.
     """
-    return wds.DataPipeline(
+    stages = [
         wds.SimpleShardList(_shard_urls(split_dir)),
         wds.split_by_worker,
         wds.tarfile_to_samples(),
         wds.map(_to_tensors),
-    )
+    ]
+    return wds.DataPipeline(*stages if keys else [*stages, wds.map(_without_key)])

@@ -6,6 +6,7 @@ import pkgutil
 
 from fovea.heads.registry import (
     MODEL_SIZES,
+    PAPER_SIZES,
     build_head,
     check_head_options,
     count_parameters,
@@ -21,6 +22,7 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = [
     "MODEL_SIZES",
+    "PAPER_SIZES",
     "build_head",
     "check_head_options",
     "count_parameters",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from fovea.heads import build_head, count_parameters, head_names
-
-PAPER_SIZES = {"h_dim": 576, "latent_channels": 4, "height": 32, "width": 32}
+from fovea.heads import PAPER_SIZES, build_head, count_parameters, head_names
 
 
 def main() -> None:

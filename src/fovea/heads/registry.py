@@ -14,6 +14,8 @@ from torch import nn
 
 # Sizes fixed by the model and data; everything else a head takes is a user option.
 MODEL_SIZES = ("h_dim", "latent_channels", "height", "width")
+# Those sizes in the paper's setup: SmolLM2-135M's hidden width, SD's VAE latent at 256x256.
+PAPER_SIZES = {"h_dim": 576, "latent_channels": 4, "height": 32, "width": 32}
 
 _HEADS: dict[str, type[nn.Module]] = {}
 
@@ -26,7 +28,6 @@ def register_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         if missing:
             raise TypeError(f"head {name!r} must accept constructor arguments {missing}")
         _HEADS[name] = cls
-        cls.head_name = name
         return cls
 
     return decorate

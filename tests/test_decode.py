@@ -1,4 +1,5 @@
-"""MP4 encode/decode, frame sampling, resize/crop and error mapping."""
+"""MP4 encode/decode, frame sampling (at a stride and at an fps), resize/crop, probing and error
+mapping, over every container and codec at hand."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import io
 import av
 import numpy as np
 import pytest
+from sample_clips import Clip, clips, expected_indices, frame_index, frames_of_levels  # noqa: F401 - a fixture
 from video_fixtures import encode_clip, faststart_mp4
 
-from fovea.data import video as video_module
+from fovea.data import decode as decode_module
 from fovea.data.synthetic import make_clip
-from fovea.data.video import (
+from fovea.data.decode import (
     ClipTooShortError,
     VideoDecodeError,
     decode_video,
-    encode_mp4,
     load_clip,
-    load_clip_frames,
+    probe_video,
     resize_center_crop,
     sample_frame_indices,
 )
+from fovea.data.encode import encode_mp4
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_too_short_raises() -> None:
     assert issubclass(ClipTooShortError, VideoDecodeError)
     short = encode_mp4(np.zeros((3, 32, 32, 3), dtype=np.uint8), fps=8)
     with pytest.raises(ClipTooShortError, match="3 frames"):
-        load_clip_frames(short, num=8, size=32)
+        load_clip(short, num=8, size=32)
 
 
 def test_resize_center_crop_keeps_the_centre_of_a_wide_frame() -> None:
@@ -120,7 +122,7 @@ def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(
     mp4: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A container that states more frames than it holds: sampling must come from the real ones.
-    monkeypatch.setattr(video_module, "_declared_frame_count", lambda container: 20)
+    monkeypatch.setattr(decode_module, "_declared_frame_count", lambda container: 20)
     clip = load_clip(mp4, num=4, size=32)
     assert clip.total_frames == 12 and clip.indices == [1, 4, 7, 10]
     np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mp4)[clip.indices], 32))
@@ -145,7 +147,7 @@ def test_corrupt_bytes_raise_video_decode_error(mp4: bytes) -> None:
             decode_video(data)
             pytest.fail(f"{name} decoded")
         with pytest.raises(VideoDecodeError) as raised:
-            load_clip_frames(data, num=4, size=32)
+            load_clip(data, num=4, size=32)
         # Damage is reported as damage, not as a short clip.
         assert not isinstance(raised.value, ClipTooShortError), name
 
@@ -155,3 +157,48 @@ def test_encode_rejects_bad_arrays() -> None:
         encode_mp4(np.zeros((2, 8, 8, 3), dtype=np.float32), fps=8)
     with pytest.raises(ValueError):
         encode_mp4(np.zeros((0, 8, 8, 3), dtype=np.uint8), fps=8)
+
+
+# Sample times at 3.3 and 5.5 fps stay over 2 ms from every frame of every test clip: WebM and
+# Matroska round timestamps to milliseconds, which would make an exact tie go either way.
+@pytest.mark.parametrize("fps", [None, 3.3, 5.5])
+def test_every_codec_and_frame_rate_decodes_to_the_requested_frames(
+    clips: list[Clip], fps: float | None
+) -> None:
+    names = {clip.name for clip in clips}
+    assert {"h264-landscape", "mpeg4-avi-portrait", "h264-mkv", "h264-vfr"} <= names
+    for clip in clips:
+        sampled = load_clip(clip.data, num=4, size=32, fps=fps)
+        expected = expected_indices(clip, 4, fps)
+        assert sampled.frames.shape == (4, 32, 32, 3), clip.name
+        assert [frame_index(frame) for frame in sampled.frames] == expected, clip.name
+        assert sampled.indices == expected, clip.name
+        if fps is not None:
+            np.testing.assert_allclose(
+                sampled.times, [clip.frame_times[i] for i in expected], atol=1e-3
+            )
+
+
+def test_fps_sampling_reads_variable_frame_rate_by_time(clips: list[Clip]) -> None:
+    vfr = next(clip for clip in clips if clip.name == "h264-vfr")
+    # Frames start at 0, 40, 160, 410, 450 ms: each sample time 0, 100, .., 500 ms gets the
+    # frame on screen then, so the long 250 ms frame gap repeats frame 2.
+    sampled = load_clip(vfr.data, num=6, size=32, fps=10.0)
+    assert sampled.indices == [0, 1, 2, 2, 2, 4]
+    assert sampled.times == [0.0, 0.04, 0.16, 0.16, 0.16, 0.45]
+    # Evenly over the clip picks by frame count, not time: a different choice.
+    assert load_clip(vfr.data, num=6, size=32).indices != sampled.indices
+
+
+def test_fps_sampling_rejects_a_clip_shorter_than_the_span() -> None:
+    clip = encode_mp4(frames_of_levels(8, 32, 32), fps=8)  # frames at 0 .. 0.875 s
+    assert load_clip(clip, num=8, size=32, fps=8.0).indices == list(range(8))
+    with pytest.raises(ClipTooShortError, match=r"0\.875s"):
+        load_clip(clip, num=8, size=32, fps=7.0)  # the last sample, 1.0 s, is past the end
+
+
+def test_probe_video_reads_container_facts(clips: list[Clip]) -> None:
+    for clip in clips:
+        info = probe_video(clip.data)
+        assert info.width > 0 and info.height > 0 and info.codec, clip.name
+        assert info.duration is not None and info.duration > 0, clip.name

@@ -1,4 +1,6 @@
-"""Encode, decode, sample and crop video clips (PyAV for the codec, Pillow for resizing).
+"""Decode, probe, sample and crop video clips (PyAV for the codec, Pillow for resizing).
+
+Encoding (synthetic clips to MP4) is :mod:`fovea.data.encode`.
 
 Every decoding failure, whatever PyAV raised, surfaces as :class:`VideoDecodeError` with a
 reason, so callers can skip and count bad videos without knowing PyAV's exception zoo.
@@ -16,14 +18,13 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "check_frames",
     "ClipTooShortError",
     "SampledClip",
     "VideoDecodeError",
     "VideoInfo",
     "decode_video",
-    "encode_mp4",
     "load_clip",
-    "load_clip_frames",
     "probe_video",
     "resize_center_crop",
     "sample_frame_indices",
@@ -51,52 +52,13 @@ _DECODE_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
-def _check_frames(frames: np.ndarray) -> None:
+def check_frames(frames: np.ndarray) -> None:
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(
             f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
         )
     if frames.shape[0] == 0:
         raise ValueError("expected at least one frame, got none")
-
-
-def encode_mp4(frames: np.ndarray, fps: int, crf: int = 18) -> bytes:
-    """Encode RGB frames as an H.264 (libx264, yuv420p) MP4, in memory.
-
-    yuv420p halves chroma resolution, so libx264 needs even sides: an odd height or width is
-    padded by one replicated row/column at the bottom/right (the decoded video is then one
-    pixel larger on that side; the crop in :func:`resize_center_crop` absorbs it).
-
-    Args:
-        frames: uint8 array [T, H, W, 3].
-        fps: frame rate written into the container.
-        crf: x264 constant rate factor; 18 is visually near-lossless.
-
-    Returns:
-        The MP4 file as bytes.
-    """
-    _check_frames(frames)
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    height, width = frames.shape[1:3]
-
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as container:
-        # Options chosen so the same frames always give the same bytes (stable DVC hashes,
-        # reproducible latents): x264's output depends on its thread count, so pin it to one;
-        # and on tiny frames (64x64) its macroblock-tree rate control was measured to vary
-        # from run to run, so turn it off (it only saves bits).
-        options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
-        stream = container.add_stream("libx264", rate=fps, options=options)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode(None))  # flush delayed frames
-    return buffer.getvalue()
 
 
 def _open_video(data: bytes) -> av.container.InputContainer:
@@ -218,7 +180,7 @@ def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     Returns:
         uint8 array [T, size, size, 3] (the input itself when already that shape).
     """
-    _check_frames(frames)
+    check_frames(frames)
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     height, width = frames.shape[1:3]
@@ -297,15 +259,6 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
     else:
         sampled = _stack([picked[i] for i in indices])
     return SampledClip(resize_center_crop(sampled, size), indices, total)
-
-
-def load_clip_frames(data: bytes, num: int, size: int, fps: float | None = None) -> np.ndarray:
-    """Decode + sample ``num`` frames (at a constant stride, or at ``fps``) + resize/centre-crop.
-
-    Returns:
-        uint8 array [num, size, size, 3].
-    """
-    return load_clip(data, num, size, fps).frames
 
 
 # Frame times are pts * time_base in floating point; this slack (far below any frame interval)
