@@ -16,34 +16,9 @@ __all__ = ["USER_ERROR_EXIT", "is_user_error", "run_stage"]
 USER_ERROR_EXIT = 1
 INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by SIGINT
 
-# User errors of modules that do not derive from FoveaUserError yet, by "module:Class" so this
-# module imports none of them (the videos stage must not pay for torch to report a bad param).
-# A class here is matched only once its module is loaded, which raising it implies.
-# tests/test_cli.py checks that each one still exists.
-LEGACY_USER_ERRORS: tuple[str, ...] = (
-    "fovea.data.videos:VideoSourceError",
-    "fovea.data.latents:LatentCacheError",
-    "fovea.models.loading:ModelLoadError",
-    "fovea.models.init:CheckpointInitError",
-    "fovea.report:ReportError",
-    "fovea.train:TrainingDiverged",
-)
-
-
-def _legacy_classes() -> list[type]:
-    classes = []
-    for name in LEGACY_USER_ERRORS:
-        module_name, class_name = name.split(":")
-        module = sys.modules.get(module_name)
-        cls = getattr(module, class_name, None) if module is not None else None
-        if isinstance(cls, type):
-            classes.append(cls)
-    return classes
-
-
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` is one the user can fix from its message alone."""
-    return isinstance(error, (FoveaUserError, *_legacy_classes()))
+    return isinstance(error, FoveaUserError)
 
 
 def run_stage(main: Callable[[], object], name: str | None = None) -> None:

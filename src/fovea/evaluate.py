@@ -11,7 +11,7 @@ of that worth the fine read adds over the coarse one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fovea.data.shards import iter_samples, latents_eval_dataset
+from fovea.data.shards import latents_eval_dataset
 from fovea.heads import count_parameters
 from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
 from fovea.errors import FoveaUserError
@@ -41,6 +41,8 @@ class ValOutputs:
     target: torch.Tensor
     pred_fine: torch.Tensor
     pred_coarse: torch.Tensor
+    # The clips' sample keys, in the same order (reports pair clips across runs by them).
+    keys: list[str] = field(default_factory=list)
 
     @property
     def num_clips(self) -> int:
@@ -61,6 +63,9 @@ class ValOutputs:
         return self.target[shown].numpy(), self.pred_fine[shown].numpy(), self.pred_coarse[shown].numpy()
 
 
+TENSOR_FIELDS = ("h_fine", "z_prev", "target", "pred_fine", "pred_coarse")
+
+
 def per_frame_mse(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     """[N, T, C, h, w] -> [N, T]."""
     return (pred - target).pow(2).flatten(2).mean(-1).numpy()
@@ -76,17 +81,20 @@ def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int |
     device; outputs gathered on the CPU."""
     model.eval()
     device = _model_device(model)
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in ValOutputs.__dataclass_fields__}
-    loader = DataLoader(latents_eval_dataset(val_dir), batch_size=batch_size)
-    for frames, latents in tqdm(loader, desc="evaluate", unit="batch"):
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in TENSOR_FIELDS}
+    keys: list[str] = []
+    loader = DataLoader(latents_eval_dataset(val_dir, keys=True), batch_size=batch_size)
+    for batch_keys, frames, latents in tqdm(loader, desc="evaluate", unit="batch"):
         out = model.passes(frames.to(device), latents.to(device))
         for name in parts:
             parts[name].append(getattr(out, name).float().cpu())
-        if max_clips is not None and sum(len(chunk) for chunk in parts["target"]) >= max_clips:
+        keys.extend(batch_keys)
+        if max_clips is not None and len(keys) >= max_clips:
             break
-    if not parts["target"]:
+    if not keys:
         raise EvalInputError(f"no clips found in {val_dir}: rerun the latents stage (`dvc repro latents`)")
-    return ValOutputs(**{name: torch.cat(chunks)[:max_clips] for name, chunks in parts.items()})
+    tensors = {name: torch.cat(chunks)[:max_clips] for name, chunks in parts.items()}
+    return ValOutputs(**tensors, keys=keys[:max_clips])
 
 
 @torch.no_grad()
@@ -238,6 +246,5 @@ def evaluate(
         # (val - train) / train over frames 3..T: about 0 when nothing was memorised
         metrics["val_train_gap"] = (metrics["loss_fine_late"] - metrics["train_loss_fine_late"]) / metrics[
             "train_loss_fine_late"]
-    keys = [sample["__key__"] for sample in iter_samples(val_dir)]
-    clips = clip_table(late, keys, metrics["headline_frames"])
+    clips = clip_table(late, val.keys, metrics["headline_frames"])
     return EvalResult(metrics=metrics, clips=clips, model=model, val=val)

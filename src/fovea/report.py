@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fovea.errors import FoveaUserError
 from fovea.stats import (
     CI_LEVEL,
     CrossedDraws,
@@ -34,7 +35,7 @@ CLIPS_FILE = "metrics/clips.json"
 BASELINE_HEAD = "film"
 
 
-class ReportError(RuntimeError):
+class ReportError(FoveaUserError, RuntimeError):
     pass
 
 

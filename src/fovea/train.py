@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fovea.errors import FoveaUserError
 from fovea.data.shards import latents_train_dataset
 from fovea.io import atomic_directory
 from fovea.models.init import init_from_checkpoint
@@ -34,7 +35,7 @@ LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
 RATIO_WINDOW = 100
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FoveaUserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fovea.errors import FoveaUserError
 from fovea.data.shards import list_shards
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ SPLITS: tuple[str, ...] = ("train", "val")
 MAX_SKIP_EXAMPLES = 20
 
 
-class LatentCacheError(RuntimeError):
+class LatentCacheError(FoveaUserError, RuntimeError):
     """The latents stage cannot produce usable output (no usable clips, an empty split, ...)."""
 
 

@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from fovea.errors import FoveaUserError
 from fovea.models.vlm import CONFIG_FILE, WEIGHTS_FILE, FoveatedVLM
 
 # Weights of the backbones, which must match the checkpoint's exactly.
@@ -33,7 +34,7 @@ HEAD_PREFIX = "head."
 _MAX_LISTED = 10
 
 
-class CheckpointInitError(ValueError):
+class CheckpointInitError(FoveaUserError, ValueError):
     """``train.init_from`` is not a checkpoint of this project, or its backbones differ."""
 
 

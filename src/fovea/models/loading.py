@@ -8,6 +8,8 @@ local copy and the hub is never contacted for it, so runs work with no network (
 
 from __future__ import annotations
 
+from fovea.errors import FoveaUserError
+
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +19,7 @@ from huggingface_hub import constants as hub_constants
 T = TypeVar("T")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FoveaUserError, RuntimeError):
     """A named pretrained model could not be loaded (typically: not available offline)."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fovea.errors import FoveaUserError
+
 __all__ = ["VideoSourceError"]
 
 
-class VideoSourceError(RuntimeError):
+class VideoSourceError(FoveaUserError, RuntimeError):
     """A source's input cannot be read, or nothing usable came out of it."""
