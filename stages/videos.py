@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from fovea.data.sources import VideoSourceError, write_videos
+from fovea.data.sources import write_videos
 from fovea.params import load_params
 
 
@@ -14,11 +14,9 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    try:
-        summary = write_videos(params.data, args.out)
-    except VideoSourceError as error:
-        # Nothing usable (or an unreadable input): the message holds the counts by reason.
-        raise SystemExit(f"videos: {error}") from None
+    # Nothing usable (or an unreadable input) is a VideoSourceError whose message holds the
+    # counts by reason: run_stage prints it as one line.
+    summary = write_videos(params.data, args.out)
     # Real sources return their report (also in <out>/report.json); its examples are long.
     shown = {key: value for key, value in summary.items() if key != "examples"}
     print(f"videos: {shown}")
