@@ -30,7 +30,7 @@ class StepClock:
         self.ends.append(time.perf_counter())
 
     def median_step(self, skip: int) -> float:
-        intervals = [b - a for a, b in zip(self.ends, self.ends[1:])][skip:]
+        intervals = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)][skip:]
         return statistics.median(intervals)
 
 

@@ -31,20 +31,33 @@ def main() -> None:
 
     import torch
 
-    saved = save_models(args.out / "models", sd_vae_ft_mse_config(), dinov2_small_config(), smollm2_135m_config(),
-                        llm_dtype=torch.bfloat16)
+    saved = save_models(
+        args.out / "models",
+        sd_vae_ft_mse_config(),
+        dinov2_small_config(),
+        smollm2_135m_config(),
+        llm_dtype=torch.bfloat16,
+    )
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     preset = yaml.safe_load((REPO / "presets" / "paper.yaml").read_text())
     params = base
     merge_overrides(params, preset)
-    merge_overrides(params, {
-        **saved.params(),
-        "data": {"source": "synthetic", "num_clips": args.clips, "frames_per_clip": 16, "size": 256},
-        "train": {"steps": args.steps,
-                  **{key: value for key, value in (("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
-                     if value is not None}},
-        "compute": {"device": args.device, "num_workers": 4, "compile": args.compile},
-    })
+    merge_overrides(
+        params,
+        {
+            **saved.params(),
+            "data": {"source": "synthetic", "num_clips": args.clips, "frames_per_clip": 16, "size": 256},
+            "train": {
+                "steps": args.steps,
+                **{
+                    key: value
+                    for key, value in (("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
+                    if value is not None
+                },
+            },
+            "compute": {"device": args.device, "num_workers": 4, "compile": args.compile},
+        },
+    )
     parse_params(params)  # fail here, not in a stage
     (args.out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"gpu check: models and params in {args.out}")

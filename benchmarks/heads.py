@@ -74,9 +74,7 @@ def measure(variant: str, batch: int, repeats: int, device_name: str) -> dict:
     import fovea.heads._blocks as blocks
     from fovea.heads import build_head, count_parameters
 
-    name, naive = (
-        (variant[: -len(NAIVE_SUFFIX)], True) if variant.endswith(NAIVE_SUFFIX) else (variant, False)
-    )
+    name, naive = (variant[: -len(NAIVE_SUFFIX)], True) if variant.endswith(NAIVE_SUFFIX) else (variant, False)
     if naive:
         blocks.scaled_dot_product_attention = naive_attention  # this process only
 
@@ -158,9 +156,7 @@ def run_child(variant: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7, help="timed steps after the measured one")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

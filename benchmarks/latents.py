@@ -18,13 +18,13 @@ The two sides run alternately; the ratio is the median of the ratios of adjacent
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import resource
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,10 @@ ENCODE_BATCH_CLIPS = 8  # cache_latents' default: clips per VAE call
 
 def cpu_seconds() -> float:
     """User + system CPU time of this process and of its finished children (decode workers)."""
-    return sum(usage.ru_utime + usage.ru_stime
-               for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def all_processes_sum(value: float, world_size: int) -> float:
@@ -66,7 +68,9 @@ def shared_workdir(rank: int, world_size: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=None, help="decode workers per process (default: compute.num_workers)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decode workers per process (default: compute.num_workers)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each side")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--vae", type=Path, default=REPO / "models" / "vae")
@@ -90,7 +94,7 @@ def main() -> None:
     def encode_share(frames: np.ndarray) -> None:
         chunk = ENCODE_BATCH_CLIPS * params.frames.num
         for first in range(0, len(frames), chunk):
-            codec.encode(frames[first:first + chunk])
+            codec.encode(frames[first : first + chunk])
 
     end_to_end, encode_only = [], []
     cpu_end_to_end, cpu_encode_only = [], []  # CPU seconds of all processes, decode workers too
@@ -103,14 +107,19 @@ def main() -> None:
             latents_dir = workdir / f"latents-{repeat}"
             settings = replace(LatentSettings.from_params(params), batch_size=ENCODE_BATCH_CLIPS, num_workers=workers)
             wall, cpu = timed(
-                cache_latents, videos_dir=videos, out_dir=latents_dir, encode=codec.encode, settings=settings,
+                cache_latents,
+                videos_dir=videos,
+                out_dir=latents_dir,
+                encode=codec.encode,
+                settings=settings,
                 processes=Processes(rank, world_size, barrier),
             )
             end_to_end.append(wall)
             cpu_end_to_end.append(cpu)
             if repeat == 0:  # every repeat caches the same frames; each process encodes its share
-                frames = np.concatenate([s.frames for split in ("train", "val")
-                                         for s in iter_latent_samples(latents_dir / split)])
+                frames = np.concatenate(
+                    [s.frames for split in ("train", "val") for s in iter_latent_samples(latents_dir / split)]
+                )
                 count = len(frames)
                 share = frames[rank::world_size]
             wall, cpu = timed(encode_share, share)
@@ -124,17 +133,24 @@ def main() -> None:
         return
 
     def rates(times: list[float]) -> str:
-        return f"{count / statistics.median(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
+        return (
+            f"{count / statistics.median(times):8.1f} frames/s  (runs: {', '.join(f'{count / t:.0f}' for t in times)})"
+        )
 
-    print(f"{count // params.frames.num} clips x {params.frames.num} frames at {params.frames.size}px, {world_size} process(es) x "
-          f"{torch.get_num_threads()} thread(s) on {state.device}, {workers} decode worker(s) each, "
-          f"{args.repeats} alternating runs of each side, medians")
+    print(
+        f"{count // params.frames.num} clips x {params.frames.num} frames at {params.frames.size}px, "
+        f"{world_size} process(es) x "
+        f"{torch.get_num_threads()} thread(s) on {state.device}, {workers} decode worker(s) each, "
+        f"{args.repeats} alternating runs of each side, medians"
+    )
     print(f"  end to end (decode, resize, encode, write): {rates(end_to_end)}")
     print(f"  VAE encode only (frames in memory):          {rates(encode_only)}")
     print(f"  ratio: {median_ratio(encode_only, end_to_end)}   (target >= 0.8)")
-    print(f"  CPU time per frame, all processes (medians): end to end "
-          f"{1000 * statistics.median(cpu_end_to_end) / count:.2f} ms, "
-          f"encode only {1000 * statistics.median(cpu_encode_only) / count:.2f} ms")
+    print(
+        f"  CPU time per frame, all processes (medians): end to end "
+        f"{1000 * statistics.median(cpu_end_to_end) / count:.2f} ms, "
+        f"encode only {1000 * statistics.median(cpu_encode_only) / count:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -67,24 +67,36 @@ def main() -> None:
     channels, height, width = train_latents.shape[2:]
 
     def frames(latents: torch.Tensor, h: torch.Tensor, clips) -> tuple[torch.Tensor, ...]:
-        return (h[clips, first:].flatten(0, 1), latents[clips, first - 1 : -1].flatten(0, 1),
-                latents[clips, first:].flatten(0, 1))
+        return (
+            h[clips, first:].flatten(0, 1),
+            latents[clips, first - 1 : -1].flatten(0, 1),
+            latents[clips, first:].flatten(0, 1),
+        )
 
     h_val, z_val, target_val = frames(val_latents, val_h, slice(None))
     copy = float((z_val - target_val).pow(2).mean())
-    print(f"oracle h on the control task: {len(train_latents)} train / {len(val_latents)} val clips, "
-          f"{steps} steps of {batch} clips, lr {lr}; val loss over frames {HEADLINE_FIRST_FRAME}..T")
-    print(f"| head  | oracle h | shuffled h | copy   | share of copy loss removed | seconds |")
+    print(
+        f"oracle h on the control task: {len(train_latents)} train / {len(val_latents)} val clips, "
+        f"{steps} steps of {batch} clips, lr {lr}; val loss over frames {HEADLINE_FIRST_FRAME}..T"
+    )
+    print("| head  | oracle h | shuffled h | copy   | share of copy loss removed | seconds |")
     for name in args.heads:
         torch.manual_seed(params.seed)
-        head = build_head(name, h_dim=train_h.shape[-1], latent_channels=channels, height=height, width=width,
-                          **params.head_options(name))
+        head = build_head(
+            name,
+            h_dim=train_h.shape[-1],
+            latent_channels=channels,
+            height=height,
+            width=width,
+            **params.head_options(name),
+        )
         optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=params.train.weight_decay)
         generator = torch.Generator().manual_seed(params.seed)
         started = time.perf_counter()
         for _ in range(steps):
-            h, z_prev, target = frames(train_latents, train_h,
-                                       torch.randint(0, len(train_latents), (batch,), generator=generator))
+            h, z_prev, target = frames(
+                train_latents, train_h, torch.randint(0, len(train_latents), (batch,), generator=generator)
+            )
             loss = (z_prev + head(h, z_prev) - target).pow(2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,8 +106,11 @@ def main() -> None:
             oracle = float((z_val + head(h_val, z_val) - target_val).pow(2).mean())
             shuffled_h = h_val.view(len(val_latents), -1, h_val.shape[-1]).roll(1, dims=0).flatten(0, 1)
             shuffled = float((z_val + head(shuffled_h, z_val) - target_val).pow(2).mean())
-        print(f"| {name:<5} | {oracle:.4f}   | {shuffled:.4f}     | {copy:.4f} | {1 - oracle / copy:26.0%} | {seconds:7.0f} |",
-              flush=True)
+        print(
+            f"| {name:<5} | {oracle:.4f}   | {shuffled:.4f}     | {copy:.4f} | "
+            f"{1 - oracle / copy:26.0%} | {seconds:7.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE_REVISION = "cf1bff407687b35502337bd18dc7b7cdbd9c0851"  # the last commit with the plain step
@@ -59,7 +59,7 @@ def plain_step(model, optimizer, trainable, batches, accelerator, cfg) -> None:
 
 def micro_batches(frames, latents, size: int) -> Iterator:
     while True:
-        yield from zip(frames.split(size), latents.split(size))
+        yield from zip(frames.split(size), latents.split(size), strict=False)
 
 
 def measure(side: str, head: str, root: Path) -> dict:
@@ -81,8 +81,9 @@ def measure(side: str, head: str, root: Path) -> dict:
     from fovea.presets import merge_preset
 
     assert Path(fovea.__file__).resolve().is_relative_to(root.resolve()), "another fovea was imported"
-    raw = yaml.safe_load(merge_preset((root / "params.yaml").read_text(),
-                                      (root / "presets" / "paper.yaml").read_text()).text)
+    raw = yaml.safe_load(
+        merge_preset((root / "params.yaml").read_text(), (root / "presets" / "paper.yaml").read_text()).text
+    )
     raw["head"], raw["compute"]["device"] = head, "cpu"
     batch_size, grad_accum = SIDES[side]
     raw["train"].update(batch_size=batch_size, grad_accum=grad_accum)
@@ -90,14 +91,18 @@ def measure(side: str, head: str, root: Path) -> dict:
     cfg = params.train
 
     torch.manual_seed(params.seed)
-    model = FoveatedVLM(VLMConfig.from_params(params, LATENT), Dinov2Model(dinov2_small_config()),
-                        AutoModel.from_config(smollm2_135m_config()))
+    model = FoveatedVLM(
+        VLMConfig.from_params(params, LATENT),
+        Dinov2Model(dinov2_small_config()),
+        AutoModel.from_config(smollm2_135m_config()),
+    )
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(params.seed)
     size = params.frames.size
-    frames = torch.randint(0, 256, (CLIPS_PER_STEP, params.frames.num, size, size, 3), dtype=torch.uint8,
-                           generator=generator)
+    frames = torch.randint(
+        0, 256, (CLIPS_PER_STEP, params.frames.num, size, size, 3), dtype=torch.uint8, generator=generator
+    )
     latents = torch.randn(CLIPS_PER_STEP, params.frames.num, *LATENT, generator=generator)
     batches = micro_batches(frames, latents, batch_size)
     accelerator = make_accelerator(params.compute, grad_accum)
@@ -120,21 +125,33 @@ def measure(side: str, head: str, root: Path) -> dict:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     events = prof.events()
-    return {"events": len(events), "top_level": sum(1 for event in events if event.cpu_parent is None),
-            "flops": flops.get_total_flops(), "trainable": sum(p.numel() for p in trainable),
-            "tensors": len(trainable), "torch": torch.__version__, "frozen_encoder": params.model.freeze_encoder}
+    return {
+        "events": len(events),
+        "top_level": sum(1 for event in events if event.cpu_parent is None),
+        "flops": flops.get_total_flops(),
+        "trainable": sum(p.numel() for p in trainable),
+        "tensors": len(trainable),
+        "torch": torch.__version__,
+        "frozen_encoder": params.model.freeze_encoder,
+    }
 
 
 def measure_before(revision: str, head: str) -> dict:
     """The before side from ``revision``'s code and params, in a subprocess that imports them."""
-    archive = subprocess.run(["git", "archive", revision, "src", "params.yaml", "presets"], cwd=REPO, check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", revision, "src", "params.yaml", "presets"], cwd=REPO, check=True, capture_output=True
+    ).stdout
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
-        result = subprocess.run([sys.executable, __file__, "--side", "before", "--head", head, "--root", tmp],
-                                env=env, check=True, stdout=subprocess.PIPE, text=True)
+        result = subprocess.run(
+            [sys.executable, __file__, "--side", "before", "--head", head, "--root", tmp],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -151,17 +168,21 @@ def main() -> None:
 
     before = measure_before(args.before_revision, args.head)
     after = measure("after", args.head, REPO)
-    print(f"head {args.head}, {CLIPS_PER_STEP} clips x 8 frames of 256px per optimizer step, frozen encoder: "
-          f"{after['frozen_encoder']}, {after['trainable']:,} trainable parameters in {after['tensors']} tensors, "
-          f"cpu fp32, torch {after['torch']}; before = {args.before_revision[:7]}")
+    print(
+        f"head {args.head}, {CLIPS_PER_STEP} clips x 8 frames of 256px per optimizer step, frozen encoder: "
+        f"{after['frozen_encoder']}, {after['trainable']:,} trainable parameters in {after['tensors']} tensors, "
+        f"cpu fp32, torch {after['torch']}; before = {args.before_revision[:7]}"
+    )
     rows = {"before: 2 clips x 4 micro-batches, AdamW": before, "after:  8 clips x 1 micro-batch, fused AdamW": after}
     width = max(map(len, rows))
     print(f"{'per optimizer step':<{width}} | {'events':>8} | {'top-level':>9} | {'TFLOP':>6}")
     for name, counts in rows.items():
         print(f"{name:<{width}} | {counts['events']:>8,} | {counts['top_level']:>9,} | {counts['flops'] / 1e12:>6.3f}")
-    print(f"after / before: events {after['events'] / before['events']:.3f}, "
-          f"top-level {after['top_level'] / before['top_level']:.3f} (target <= 0.25), "
-          f"FLOPs {after['flops'] / before['flops']:.3f}")
+    print(
+        f"after / before: events {after['events'] / before['events']:.3f}, "
+        f"top-level {after['top_level'] / before['top_level']:.3f} (target <= 0.25), "
+        f"FLOPs {after['flops'] / before['flops']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -77,9 +77,11 @@ def main() -> None:
     def step_ms(times: list[float]) -> str:
         return f"{statistics.median(times) * 1000:8.1f} ms"
 
-    print(f"head {params.head}, batch {batch} clips x {params.frames.num} frames of {params.frames.size}px, "
-          f"{process_state(params.compute).device}, {torch.get_num_threads()} threads, {args.rounds} rounds of "
-          f"{args.steps} steps per loop (medians; the first {WARMUP_STEPS} step times of each run left out)")
+    print(
+        f"head {params.head}, batch {batch} clips x {params.frames.num} frames of {params.frames.size}px, "
+        f"{process_state(params.compute).device}, {torch.get_num_threads()} threads, {args.rounds} rounds of "
+        f"{args.steps} steps per loop (medians; the first {WARMUP_STEPS} step times of each run left out)"
+    )
     print(f"  step, real loop (latent shards, {params.compute.num_workers} reader workers): {step_ms(shards)}")
     print(f"  step, batch already in memory:                     {step_ms(memory)}")
     print(f"  ratio real / in-memory: {median_ratio(shards, memory)}   (target <= 1.10)")

@@ -29,8 +29,13 @@ def main() -> None:
     params = load_params(args.params)
     device = "cuda" if use_cuda(params.compute) else "cpu"
     result = evaluate(
-        model_dir=args.model, val_dir=args.latents / "val", train_dir=args.latents / "train",
-        batch_size=params.eval.batch_size, bootstrap=params.eval.bootstrap, seed=params.seed, device=device,
+        model_dir=args.model,
+        val_dir=args.latents / "val",
+        train_dir=args.latents / "train",
+        batch_size=params.eval.batch_size,
+        bootstrap=params.eval.bootstrap,
+        seed=params.seed,
+        device=device,
     )
     metrics, model, val = result.metrics, result.model, result.val
     # All four outputs come from this run or none does.

@@ -15,12 +15,12 @@ from pathlib import Path
 from fovea.plots import save_ratio_plot
 from fovea.report import (
     ReportError,
-    load_runs,
-    save_runs,
     comparison_json,
     comparison_markdown,
+    load_runs,
     read_experiments,
     same_setup,
+    save_runs,
     summarize_heads,
 )
 
@@ -33,12 +33,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
-    parser.add_argument("--commits", type=int, default=1,
-                        help="read the experiments of the last N commits (a sweep is recorded against the commit it ran on)")
-    parser.add_argument("--from-runs", action="store_true",
-                        help="read the runs saved in OUT/runs/ instead of `dvc exp show`")
-    parser.add_argument("--force", action="store_true",
-                        help="replace OUT/runs/ even with fewer runs than it holds")
+    parser.add_argument(
+        "--commits",
+        type=int,
+        default=1,
+        help="read the experiments of the last N commits (a sweep is recorded against the commit it ran on)",
+    )
+    parser.add_argument(
+        "--from-runs", action="store_true", help="read the runs saved in OUT/runs/ instead of `dvc exp show`"
+    )
+    parser.add_argument("--force", action="store_true", help="replace OUT/runs/ even with fewer runs than it holds")
     args = parser.parse_args()
 
     runs_dir = args.out / "runs"
@@ -63,9 +67,12 @@ def main() -> None:
     (args.out / "comparison.json").write_text(json.dumps(comparison_json(summaries), indent=2) + "\n")
     with_ci = [s for s in summaries if s.ratio_ci]
     save_ratio_plot(
-        [f"{s.head} ({s.task}, {s.protocol})" for s in with_ci], [s.ratio for s in with_ci],
-        [s.ratio_ci[0] for s in with_ci], [s.ratio_ci[1] for s in with_ci],
-        args.out / "ratio_by_head.png", groups=[s.task for s in with_ci],
+        [f"{s.head} ({s.task}, {s.protocol})" for s in with_ci],
+        [s.ratio for s in with_ci],
+        [s.ratio_ci[0] for s in with_ci],
+        [s.ratio_ci[1] for s in with_ci],
+        args.out / "ratio_by_head.png",
+        groups=[s.task for s in with_ci],
     )
     # The workspace model's pictures, as its evaluate stage drew them.
     for picture in PICTURES:

@@ -1,9 +1,10 @@
 """Run the control sweep as DVC experiments, one after another in the workspace: every head x
 seed on the control task, then the negative control (`data.motion=pan`) for film and the spatial
 head (xattn, sfilm or stx) with the highest mean ratio in the first round; in rounds of three
-seeds, so a sweep stopped early still covers every head and both tasks. Each run is a named `dvc exp run -S ...`
-(`control-sfilm-s0`, `pan-film-s2`, ...), so `dvc exp show` and `python stages/report.py` see them
-all; rerun at the same commit, it skips the runs already there. At the end the workspace is restored to the run with params.yaml's own head and seed on the
+seeds, so a sweep stopped early still covers every head and both tasks. Each run is a named
+`dvc exp run -S ...` (`control-sfilm-s0`, `pan-film-s2`, ...), so `dvc exp show` and
+`python stages/report.py` see them all; rerun at the same commit, it skips the runs already there.
+At the end the workspace is restored to the run with params.yaml's own head and seed on the
 control task (`dvc exp apply`), so the report's pictures show the default model. Params not named
 here come from params.yaml: commit it first, since experiments are recorded against HEAD."""
 
@@ -32,11 +33,14 @@ def require_clean_branch() -> None:
     """Experiments are recorded against HEAD and `dvc exp run` checks out HEAD's commit while it
     runs: a sweep needs a branch and no uncommitted changes, and nothing else committing in this
     clone until it ends (run it in a clone of its own)."""
-    branch = subprocess.run(["git", "symbolic-ref", "-q", "--short", "HEAD"], capture_output=True, text=True)
+    branch = subprocess.run(
+        ["git", "symbolic-ref", "-q", "--short", "HEAD"], check=False, capture_output=True, text=True
+    )
     if branch.returncode != 0:
         sys.exit("sweep: HEAD is detached: check out a branch first (git checkout main)")
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, check=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if dirty:
         sys.exit(f"sweep: uncommitted changes would not be part of the runs' commit; commit them first:\n{dirty}")
 
@@ -48,10 +52,13 @@ def run(name: str, motion: str, head: str, seed: int, done: dict[str, dict]) -> 
     started = time.perf_counter()
     dvc("exp", "run", "-n", name, "-S", f"data.motion={motion}", "-S", f"head={head}", "-S", f"seed={seed}")
     metrics = json.loads(Path("metrics/eval.json").read_text())
-    print(f"sweep: {name} -> ratio (frames {metrics['headline_frames']}) {metrics['ratio_late']:.4f} "
-          f"[{metrics['ratio_late_ci_low']:.4f}, {metrics['ratio_late_ci_high']:.4f}], "
-          f"h-mean gap {metrics['h_mean_gap']:.4f}, "
-          f"in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"sweep: {name} -> ratio (frames {metrics['headline_frames']}) {metrics['ratio_late']:.4f} "
+        f"[{metrics['ratio_late_ci_low']:.4f}, {metrics['ratio_late_ci_high']:.4f}], "
+        f"h-mean gap {metrics['h_mean_gap']:.4f}, "
+        f"in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     return metrics
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+
 @dataclass
 class Route:
     status: int = 200

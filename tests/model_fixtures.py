@@ -26,8 +26,7 @@ class SavedModels:
 
     def params(self) -> dict[str, Any]:
         """The params overrides that select these models."""
-        return {"vae": {"name": str(self.vae)},
-                "model": {"encoder": str(self.encoder), "llm": str(self.llm)}}
+        return {"vae": {"name": str(self.vae)}, "model": {"encoder": str(self.encoder), "llm": str(self.llm)}}
 
 
 def save_models(
@@ -69,19 +68,28 @@ def tiny_vae_config(block_channels: tuple[int, ...] = (8, 8, 8), latent_channels
 
 
 def tiny_dinov2_config() -> Dinov2Config:
-    return Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4,
-                        patch_size=8, image_size=64)
+    return Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4, patch_size=8, image_size=64
+    )
 
 
 def tiny_llama_config(tie_word_embeddings: bool = False) -> LlamaConfig:
     # Grouped-query attention (fewer KV heads), as SmolLM2 has.
-    return LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
-                       max_position_embeddings=64, tie_word_embeddings=tie_word_embeddings)
+    return LlamaConfig(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=64,
+        tie_word_embeddings=tie_word_embeddings,
+    )
 
 
 # The paper's models, from the public config.json of each on the hub: random weights in the real
 # architectures, so shapes, sizes and costs are the real ones without downloading anything.
+
 
 def sd_vae_ft_mse_config() -> dict[str, Any]:
     """stabilityai/sd-vae-ft-mse (the Stable Diffusion VAE, 8x downsampling, 4 latent channels)."""
@@ -102,14 +110,35 @@ def sd_vae_ft_mse_config() -> dict[str, Any]:
 
 def dinov2_small_config() -> Dinov2Config:
     """facebook/dinov2-small (ViT-S/14)."""
-    return Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4,
-                        patch_size=14, image_size=518, layerscale_value=1.0, qkv_bias=True,
-                        layer_norm_eps=1e-6, hidden_act="gelu", use_swiglu_ffn=False)
+    return Dinov2Config(
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        mlp_ratio=4,
+        patch_size=14,
+        image_size=518,
+        layerscale_value=1.0,
+        qkv_bias=True,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu",
+        use_swiglu_ffn=False,
+    )
 
 
 def smollm2_135m_config() -> LlamaConfig:
     """HuggingFaceTB/SmolLM2-135M-Instruct (a causal Llama with tied embeddings, stored in bf16)."""
-    return LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                       num_attention_heads=9, num_key_value_heads=3, head_dim=64, vocab_size=49152,
-                       max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
-                       hidden_act="silu", tie_word_embeddings=True, initializer_range=0.041666666666666664)
+    return LlamaConfig(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        hidden_act="silu",
+        tie_word_embeddings=True,
+        initializer_range=0.041666666666666664,
+    )

@@ -3,7 +3,6 @@ real `dvc` on shrunk params. Imported by the test modules (pytest puts `tests/` 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,8 +19,16 @@ SHRUNK = {
     "data": {"num_clips": 14, "frames_per_clip": 6, "size": 32, "clips_per_shard": 4, "distractors": 4},
     "frames": {"num": 4, "size": 32},
     "vae": {"block_channels": [8, 8, 8], "steps": 3, "batch_size": 4},
-    "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,
-                       "llm_layers": 1, "attention_heads": 2}},
+    "model": {
+        "tiny": {
+            "encoder_dim": 16,
+            "encoder_layers": 1,
+            "patch_size": 8,
+            "llm_dim": 16,
+            "llm_layers": 1,
+            "attention_heads": 2,
+        }
+    },
     "train": {"steps": 3, "batch_size": 2, "warmup": 1},
     "eval": {"batch_size": 4, "bootstrap": 200, "sample_clips": 2},
     # Narrow heads: the pipeline's wiring is under test here, not the heads' capacity. A head
@@ -57,27 +64,25 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     # Stage commands call `python`: make it this interpreter, whatever PATH the test runner had.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(GIT_AUTHOR_NAME="fovea-test", GIT_AUTHOR_EMAIL="test@fovea.invalid",
-               GIT_COMMITTER_NAME="fovea-test", GIT_COMMITTER_EMAIL="test@fovea.invalid",
-               DVC_NO_ANALYTICS="1")
+    env.update(
+        GIT_AUTHOR_NAME="fovea-test",
+        GIT_AUTHOR_EMAIL="test@fovea.invalid",
+        GIT_COMMITTER_NAME="fovea-test",
+        GIT_COMMITTER_EMAIL="test@fovea.invalid",
+        DVC_NO_ANALYTICS="1",
+    )
     return env
 
 
-def run(
-    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def run(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a command in ``cwd``; with ``check``, a failure raises with its output."""
-    result = subprocess.run(
-        args, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(args, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def dvc(
-    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def dvc(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run(cwd, sys.executable, "-m", "dvc", *args, check=check, env=env)
 
 

@@ -62,12 +62,15 @@ def make_clips() -> list[Clip]:
     if "libvpx-vp9" in available:
         specs.append(("vp9-webm", "libvpx-vp9", "webm", "webm", 72, 48, 10, 14))
     clips = [
-        Clip(name, ext, encode_clip(frames_of_levels(count, h, w), codec, fmt, rate, bit_rate=BIT_RATE),
-             cfr_times(count, rate))
+        Clip(
+            name,
+            ext,
+            encode_clip(frames_of_levels(count, h, w), codec, fmt, rate, bit_rate=BIT_RATE),
+            cfr_times(count, rate),
+        )
         for name, codec, fmt, ext, h, w, rate, count in specs
     ]
-    vfr = encode_clip(frames_of_levels(len(_VFR_MS), 48, 64), "libx264", "mp4", 8, pts_ms=_VFR_MS,
-                      bit_rate=BIT_RATE)
+    vfr = encode_clip(frames_of_levels(len(_VFR_MS), 48, 64), "libx264", "mp4", 8, pts_ms=_VFR_MS, bit_rate=BIT_RATE)
     clips.append(Clip("h264-vfr", "mp4", vfr, [ms / 1000 for ms in _VFR_MS]))
     return clips
 
@@ -84,9 +87,7 @@ def expected_indices(clip: Clip, num: int, fps: float | None) -> list[int]:
         first = (count - 1 - stride * (num - 1)) // 2
         return [first + stride * i for i in range(num)]
     # The frame on screen at i / fps: the last one starting at or before it.
-    return [
-        max(j for j, t in enumerate(clip.frame_times) if t <= i / fps + 1e-9) for i in range(num)
-    ]
+    return [max(j for j, t in enumerate(clip.frame_times) if t <= i / fps + 1e-9) for i in range(num)]
 
 
 def mean_pool_encoder(frames: np.ndarray) -> np.ndarray:

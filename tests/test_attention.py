@@ -29,11 +29,20 @@ def _pool_encoder(frames: np.ndarray) -> np.ndarray:
 
 def test_the_figure_is_drawn_from_a_latents_split(tmp_path):
     write_synthetic_videos(DataParams(num_clips=6, frames_per_clip=4, size=32, distractors=3), tmp_path / "videos")
-    cache_latents(videos_dir=tmp_path / "videos", out_dir=tmp_path / "latents", encode=_pool_encoder,
-                  settings=LatentSettings(num_frames=4, size=32, val_fraction=0.5, clips_per_shard=4))
-    params = parse_params({"frames": {"size": 32, "num": 4}, "vae": {"block_channels": [8, 8, 8, 8]},
-                           "data": {"size": 32, "frames_per_clip": 4, "distractors": 3},
-                           "model": {"fine_read": "motion"}})
+    cache_latents(
+        videos_dir=tmp_path / "videos",
+        out_dir=tmp_path / "latents",
+        encode=_pool_encoder,
+        settings=LatentSettings(num_frames=4, size=32, val_fraction=0.5, clips_per_shard=4),
+    )
+    params = parse_params(
+        {
+            "frames": {"size": 32, "num": 4},
+            "vae": {"block_channels": [8, 8, 8, 8]},
+            "data": {"size": 32, "frames_per_clip": 4, "distractors": 3},
+            "model": {"fine_read": "motion"},
+        }
+    )
     torch.manual_seed(0)
     model = FoveatedVLM.build(VLMConfig.from_params(params, (4, 4, 4)))
     path = tmp_path / "attention.png"

@@ -30,7 +30,7 @@ def test_only_the_target_moves_one_cell_per_frame_among_still_look_alikes(index)
     cells = [tuple(c) for c in clip.metadata["target"]["cells"]]
     still = [tuple(c) for c in clip.metadata["distractors"]]
     assert len(still) == 12 and not set(still) & set(cells)
-    for before, after in zip(cells, cells[1:]):
+    for before, after in zip(cells, cells[1:], strict=False):
         assert max(abs(after[0] - before[0]), abs(after[1] - before[1])) == 1  # >= 8 px every frame
     # Look-alikes: the target's cell and every distractor's cell hold the same pixels.
     for t, frame in enumerate(clip.frames):
@@ -84,11 +84,14 @@ def test_the_pan_makes_the_motion_read_a_plain_read_almost_everywhere():
     assert allowed.float().mean() > 0.9
 
 
-@pytest.mark.parametrize("data,named", [
-    ({"size": 60}, "multiple of 8"),
-    ({"size": 32, "frames_per_clip": 8, "distractors": 9}, "data.distractors"),
-    ({"motion": "sideways"}, "data.motion"),
-])
+@pytest.mark.parametrize(
+    "data,named",
+    [
+        ({"size": 60}, "multiple of 8"),
+        ({"size": 32, "frames_per_clip": 8, "distractors": 9}, "data.distractors"),
+        ({"motion": "sideways"}, "data.motion"),
+    ],
+)
 def test_params_that_do_not_fit_the_control_task_are_rejected(data, named):
     with pytest.raises(ParamsError, match=named):
         parse_params({"data": {"task": "control", **data}, "frames": {"size": 32, "num": 4}})

@@ -12,7 +12,6 @@ from sample_clips import Clip, clips, expected_indices, frame_index, frames_of_l
 from video_fixtures import encode_clip, faststart_mp4
 
 from fovea.data import decode as decode_module
-from fovea.data.synthetic import make_clip
 from fovea.data.decode import (
     ClipTooShortError,
     VideoDecodeError,
@@ -23,6 +22,7 @@ from fovea.data.decode import (
     sample_frame_indices,
 )
 from fovea.data.encode import encode_mp4
+from fovea.data.synthetic import make_clip
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +118,7 @@ def test_load_clip_counts_frames_when_the_container_states_none(clip_frames: np.
     np.testing.assert_array_equal(clip.frames, resize_center_crop(decode_video(mkv)[clip.indices], 32))
 
 
-def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(
-    mp4: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_clip_trusts_decoded_frames_over_a_wrong_stated_count(mp4: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     # A container that states more frames than it holds: sampling must come from the real ones.
     monkeypatch.setattr(decode_module, "_declared_frame_count", lambda container: 20)
     clip = load_clip(mp4, num=4, size=32)
@@ -162,9 +160,7 @@ def test_encode_rejects_bad_arrays() -> None:
 # Sample times at 3.3 and 5.5 fps stay over 2 ms from every frame of every test clip: WebM and
 # Matroska round timestamps to milliseconds, which would make an exact tie go either way.
 @pytest.mark.parametrize("fps", [None, 3.3, 5.5])
-def test_every_codec_and_frame_rate_decodes_to_the_requested_frames(
-    clips: list[Clip], fps: float | None
-) -> None:
+def test_every_codec_and_frame_rate_decodes_to_the_requested_frames(clips: list[Clip], fps: float | None) -> None:
     names = {clip.name for clip in clips}
     assert {"h264-landscape", "mpeg4-avi-portrait", "h264-mkv", "h264-vfr"} <= names
     for clip in clips:
@@ -174,9 +170,7 @@ def test_every_codec_and_frame_rate_decodes_to_the_requested_frames(
         assert [frame_index(frame) for frame in sampled.frames] == expected, clip.name
         assert sampled.indices == expected, clip.name
         if fps is not None:
-            np.testing.assert_allclose(
-                sampled.times, [clip.frame_times[i] for i in expected], atol=1e-3
-            )
+            np.testing.assert_allclose(sampled.times, [clip.frame_times[i] for i in expected], atol=1e-3)
 
 
 def test_fps_sampling_reads_variable_frame_rate_by_time(clips: list[Clip]) -> None:

@@ -25,19 +25,39 @@ PARAMS = {
     "data": {"num_clips": 10, "frames_per_clip": 6, "size": 32, "clips_per_shard": 3, "distractors": 4},
     "frames": {"num": 4, "size": 32},
     "vae": {"block_channels": [8, 8, 8]},
-    "model": {"tiny": {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16,
-                       "llm_layers": 1, "attention_heads": 2}},
+    "model": {
+        "tiny": {
+            "encoder_dim": 16,
+            "encoder_layers": 1,
+            "patch_size": 8,
+            "llm_dim": 16,
+            "llm_layers": 1,
+            "attention_heads": 2,
+        }
+    },
     "heads": {"film": {"channels": [8, 8, 8], "film_hidden": 16}},
     "train": {"steps": 3, "batch_size": 2, "warmup": 1},
     "compute": {"num_workers": 1},
 }
-TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+TWO_PROCESSES = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def stage(*command: str, cwd: Path) -> str:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=cwd, env=env, check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -58,9 +78,18 @@ def _latent_samples(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def test_two_process_latent_cache_holds_exactly_the_one_process_clips(workdir):
-    common = ["--params", str(workdir / "params.yaml"), "--videos", str(workdir / "videos"), "--vae", str(workdir / "vae")]
+    common = [
+        "--params",
+        str(workdir / "params.yaml"),
+        "--videos",
+        str(workdir / "videos"),
+        "--vae",
+        str(workdir / "vae"),
+    ]
     stage(sys.executable, str(REPO / "stages/latents.py"), *common, "--out", str(workdir / "latents1"), cwd=workdir)
-    out = stage(*TWO_PROCESSES, str(REPO / "stages/latents.py"), *common, "--out", str(workdir / "latents2"), cwd=workdir)
+    out = stage(
+        *TWO_PROCESSES, str(REPO / "stages/latents.py"), *common, "--out", str(workdir / "latents2"), cwd=workdir
+    )
     assert "(2 process(es))" in out and out.count("latents: kept") == 1  # only process 0 reports
 
     one, two = _latent_samples(workdir / "latents1"), _latent_samples(workdir / "latents2")
@@ -77,9 +106,19 @@ def test_two_process_latent_cache_holds_exactly_the_one_process_clips(workdir):
 def test_two_process_training_writes_one_checkpoint(workdir):
     if not (workdir / "latents1").exists():
         pytest.fail("needs the latents of the previous test")
-    out = stage(*TWO_PROCESSES, str(REPO / "stages/train.py"), "--params", str(workdir / "params.yaml"),
-                "--latents", str(workdir / "latents1"), "--out", str(workdir / "fvlm"), "--live", str(workdir / "live"),
-                cwd=workdir)
+    out = stage(
+        *TWO_PROCESSES,
+        str(REPO / "stages/train.py"),
+        "--params",
+        str(workdir / "params.yaml"),
+        "--latents",
+        str(workdir / "latents1"),
+        "--out",
+        str(workdir / "fvlm"),
+        "--live",
+        str(workdir / "live"),
+        cwd=workdir,
+    )
     assert out.count("train: 3 steps on 2 process(es)") == 1
     training = json.loads((workdir / "fvlm" / "training.json").read_text())
     assert training["processes"] == 2 and training["steps"] == 3

@@ -83,7 +83,9 @@ def transitive_files(script: Path) -> set[Path]:
         exempt = VALIDATION_ONLY.get(path.relative_to(REPO).as_posix(), set())
         names = imported_modules(path)
         if path.name == "__init__.py" and SRC in path.parents and loads_every_module(path):
-            names |= {module_name(p) for p in path.parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+            names |= {
+                module_name(p) for p in path.parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()
+            }
             names = {name for name in names if module_file(name) is not None}
         for name in names:
             if any(name == e or name.startswith(e + ".") for e in exempt):
@@ -117,10 +119,7 @@ def test_every_imported_file_is_a_dep_of_the_stage(stage: str) -> None:
     assert not missing, f"dvc.yaml stage {stage!r} lacks deps for files its script imports: {missing}"
     # And no more: a code dep nothing imports reruns the stage for edits that cannot matter.
     used = set().union(*(transitive_files(REPO / script) for script in scripts))
-    unused = [
-        dep for dep in spec["deps"]
-        if dep.startswith("src/") and not any(covered(path, [dep]) for path in used)
-    ]
+    unused = [dep for dep in spec["deps"] if dep.startswith("src/") and not any(covered(path, [dep]) for path in used)]
     assert not unused, f"dvc.yaml stage {stage!r} lists code deps its script never imports: {unused}"
 
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from fovea.evaluate import ValOutputs, clip_table, late_clip_losses, summarize
-from fovea.stats import CrossedDraws, percentile_interval
 from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.params import parse_params
+from fovea.stats import CrossedDraws, percentile_interval
 
 
 def _clip_losses(clips: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +29,7 @@ def test_ratio_interval_contains_the_ratio_and_narrows_with_more_clips():
         low, high = bootstrap_ratio_interval(fine, coarse, samples=2000, seed=0)
         assert low <= coarse.mean() / fine.mean() <= high
         widths.append(high - low)
-    assert all(a > b for a, b in zip(widths, widths[1:])), widths
+    assert all(a > b for a, b in zip(widths, widths[1:], strict=False)), widths
     # The width of a mean's interval shrinks like 1/sqrt(n): 64x the clips, about 1/8 the width.
     assert widths[-1] < widths[0] / 4
 
@@ -52,9 +52,14 @@ class IgnoresH(nn.Module):
 
 @pytest.fixture(scope="module")
 def tiny_model() -> FoveatedVLM:
-    params = parse_params({"frames": {"size": 32}, "vae": {"block_channels": [8, 8, 8]},
-                           "heads": {"sfilm": {"channels": [8, 8, 8], "film_hidden": 16, "pos_dim": 8}},
-                           "head": "sfilm"})
+    params = parse_params(
+        {
+            "frames": {"size": 32},
+            "vae": {"block_channels": [8, 8, 8]},
+            "heads": {"sfilm": {"channels": [8, 8, 8], "film_hidden": 16, "pos_dim": 8}},
+            "head": "sfilm",
+        }
+    )
     torch.manual_seed(0)
     return FoveatedVLM.build(VLMConfig.from_params(params, (4, 4, 4))).eval()
 
@@ -122,7 +127,8 @@ def test_h_ablation_gap_is_not_zero_for_a_head_that_uses_h(tiny_model):
     metrics = _summary(tiny_model, _val_outputs(tiny_model))
     assert metrics["h_shuffle_gap"] != 0.0 and metrics["h_mean_gap"] != 0.0
     expected = (metrics["loss_coarse_late"] - metrics["loss_fine_late"]) / (
-        metrics["h_mean_loss"] - metrics["loss_fine_late"])
+        metrics["h_mean_loss"] - metrics["loss_fine_late"]
+    )
     assert metrics["fovea_gain"] == pytest.approx(expected, rel=1e-4)
 
 

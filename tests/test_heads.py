@@ -24,9 +24,7 @@ def one_thread():
 def inputs(sizes: dict[str, int], batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     h = torch.randn(batch, sizes["h_dim"], generator=generator)
-    z_prev = torch.randn(
-        batch, sizes["latent_channels"], sizes["height"], sizes["width"], generator=generator
-    )
+    z_prev = torch.randn(batch, sizes["latent_channels"], sizes["height"], sizes["width"], generator=generator)
     return h, z_prev
 
 

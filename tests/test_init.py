@@ -13,15 +13,21 @@ from fovea.models.vlm import FoveatedVLM, VLMConfig
 from fovea.params import parse_params
 
 LATENT = (4, 4, 4)
-TINY = {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16, "llm_layers": 1,
-        "attention_heads": 2}
-NARROW_HEADS = {"film": {"channels": [8, 16], "film_hidden": 16},
-                "xattn": {"channels": [8, 16], "heads": 2, "pos_dim": 8, "query_hidden": 16}}
+TINY = {"encoder_dim": 16, "encoder_layers": 1, "patch_size": 8, "llm_dim": 16, "llm_layers": 1, "attention_heads": 2}
+NARROW_HEADS = {
+    "film": {"channels": [8, 16], "film_hidden": 16},
+    "xattn": {"channels": [8, 16], "heads": 2, "pos_dim": 8, "query_hidden": 16},
+}
 
 
 def build(head: str, seed: int, latent: tuple[int, int, int] = LATENT, **overrides: Any) -> FoveatedVLM:
-    raw = {"head": head, "frames": {"size": 32}, "vae": {"block_channels": [8, 8, 8]},
-           "model": {"tiny": TINY}, "heads": NARROW_HEADS}
+    raw = {
+        "head": head,
+        "frames": {"size": 32},
+        "vae": {"block_channels": [8, 8, 8]},
+        "model": {"tiny": TINY},
+        "heads": NARROW_HEADS,
+    }
     for section, values in overrides.items():
         raw[section] = {**raw.get(section, {}), **values}
     torch.manual_seed(seed)

@@ -55,9 +55,7 @@ def videos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for index in range(8):
             clip = make_clip(seed=0, index=index, num_frames=6, size=SIZE, sprites=2)
             meta = {"index": index}
-            sink.write(
-                f"good-{index}", video_sample_files(encode_mp4(clip.frames, 8), clip.caption, meta)
-            )
+            sink.write(f"good-{index}", video_sample_files(encode_mp4(clip.frames, 8), clip.caption, meta))
         good = encode_mp4(make_clip(0, 99, 6, SIZE, 2).frames, 8)
         sink.write("broken", video_sample_files(good[: len(good) // 2], "broken", {}))
         short = encode_mp4(make_clip(0, 98, NUM_FRAMES - 1, SIZE, 2).frames, 8)
@@ -72,9 +70,7 @@ def test_cache_latents_counts_kept_and_skipped(videos_dir: Path, tmp_path: Path)
     assert set(expected_splits.values()) == {"train", "val"}, "fixture must fill both splits"
 
     out = tmp_path / "latents"
-    manifest = cache_latents(
-        videos_dir=videos_dir, out_dir=out, encode=fake_encode, settings=settings(batch_size=3)
-    )
+    manifest = cache_latents(videos_dir=videos_dir, out_dir=out, encode=fake_encode, settings=settings(batch_size=3))
     assert manifest == json.loads((out / "manifest.json").read_text())
     n_val = sum(split == "val" for split in expected_splits.values())
     assert manifest["seen"] == 11
@@ -93,9 +89,7 @@ def test_cache_latents_counts_kept_and_skipped(videos_dir: Path, tmp_path: Path)
             assert expected_splits[sample.key] == split == sample.metadata["split"]
             assert sample.frames.shape == (NUM_FRAMES, SIZE, SIZE, 3)
             assert sample.latents.dtype == np.float16
-            np.testing.assert_allclose(
-                sample.latents.astype(np.float32), fake_encode(sample.frames), atol=2e-3
-            )
+            np.testing.assert_allclose(sample.latents.astype(np.float32), fake_encode(sample.frames), atol=2e-3)
             assert sample.metadata["frame_indices"] == [1, 2, 3, 4]  # 4 of 6 frames at stride 1, centred
     assert _leftovers(tmp_path) == []
 
@@ -184,9 +178,7 @@ def test_training_stream_is_endless_and_deterministic(videos_dir: Path, tmp_path
     np.testing.assert_array_equal(latents.numpy(), np.stack(first[:2]))
 
 
-def test_cache_latents_keeps_every_codec_and_counts_corrupt_clips(
-    tmp_path: Path, clips: list[Clip]
-) -> None:
+def test_cache_latents_keeps_every_codec_and_counts_corrupt_clips(tmp_path: Path, clips: list[Clip]) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
     faststart = faststart_mp4(noise)
     bad = {

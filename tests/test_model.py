@@ -14,8 +14,9 @@ BATCH, STEPS, SIZE, LATENT = 2, 4, 32, (4, 4, 4)
 @pytest.fixture(scope="module")
 def model() -> FoveatedVLM:
     # The model's own (learned) fine read: the query alone decides where frame t is read.
-    params = parse_params({"frames": {"size": SIZE}, "vae": {"block_channels": [8, 8, 8]},
-                           "model": {"fine_read": "learned"}})
+    params = parse_params(
+        {"frames": {"size": SIZE}, "vae": {"block_channels": [8, 8, 8]}, "model": {"fine_read": "learned"}}
+    )
     torch.manual_seed(0)
     return FoveatedVLM.build(VLMConfig.from_params(params, LATENT)).eval()
 

@@ -43,16 +43,29 @@ FILM_PARAMS_AT_PAPER_SIZES = 1_300_612
 # Two clips, the fewest that fill both splits: with the default val_fraction the first synthetic
 # key lands in val, the second in train (the endless train stream repeats it). Every frame costs
 # a real SD VAE encode at 256x256, so each clip adds seconds.
-FEW_CLIPS = {"source": "synthetic", "num_clips": 2, "frames_per_clip": 8, "size": 256, "clips_per_shard": 4,
-             "val_fraction": 0.25}
+FEW_CLIPS = {
+    "source": "synthetic",
+    "num_clips": 2,
+    "frames_per_clip": 8,
+    "size": 256,
+    "clips_per_shard": 4,
+    "val_fraction": 0.25,
+}
 
 
 def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path):
-    saved = save_models(tmp_path / "pretrained", sd_vae_ft_mse_config(), dinov2_small_config(),
-                        smollm2_135m_config(), llm_dtype=torch.bfloat16)
+    saved = save_models(
+        tmp_path / "pretrained",
+        sd_vae_ft_mse_config(),
+        dinov2_small_config(),
+        smollm2_135m_config(),
+        llm_dtype=torch.bfloat16,
+    )
     preset = (REPO / "presets" / "paper.yaml").read_text()
     applied = yaml.safe_load(merge_preset((REPO / "params.yaml").read_text(), preset).text)
-    params = parse_params(merge_params(applied, {**saved.params(), "head": "film", "data": FEW_CLIPS, "train": {"steps": 2}}))
+    params = parse_params(
+        merge_params(applied, {**saved.params(), "head": "film", "data": FEW_CLIPS, "train": {"steps": 2}})
+    )
     # The protocol is the preset's, untouched by the substitutions above.
     assert (params.frames.num, params.frames.size, params.model.freeze_encoder) == (8, 256, True)
     assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (8, 1, 3e-5)
@@ -66,8 +79,9 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
         load_vae(params.vae.name).save_pretrained(tmp)
 
     codec = VaeCodec(load_vae(vae_dir))
-    manifest = cache_latents(videos_dir=videos, out_dir=latents, encode=codec.encode,
-                             settings=LatentSettings.from_params(params))
+    manifest = cache_latents(
+        videos_dir=videos, out_dir=latents, encode=codec.encode, settings=LatentSettings.from_params(params)
+    )
     assert manifest["latents_shape"] == [params.frames.num, *LATENT]
     assert manifest["kept"] == {"train": 1, "val": 1, "total": 2}
 
@@ -75,8 +89,13 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
     assert result.steps == 2
     assert all(math.isfinite(value) for value in result.final.values()), result.final
 
-    evaluated = evaluate(model_dir=model_dir, val_dir=latents / "val", batch_size=params.eval.batch_size,
-                         bootstrap=params.eval.bootstrap, seed=params.seed)
+    evaluated = evaluate(
+        model_dir=model_dir,
+        val_dir=latents / "val",
+        batch_size=params.eval.batch_size,
+        bootstrap=params.eval.bootstrap,
+        seed=params.seed,
+    )
     metrics, model, val = evaluated.metrics, evaluated.model, evaluated.val
     assert model.llm.config.hidden_size == H_DIM and model.encoder.dim == 384
     assert val.h_fine.shape == (1, params.frames.num, H_DIM)

@@ -46,7 +46,7 @@ def test_applying_a_preset_keeps_comments_and_every_other_key(tmp_path):
     before, after = yaml.safe_load(original), yaml.safe_load(text)
     overrides = yaml.safe_load(PAPER.read_text())
     for section, values in after.items():
-        for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
+        for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
             expected = overrides.get(section, {}).get(key) if key is not None else overrides.get(section)
             if expected is None:
                 assert value == (before[section][key] if key is not None else before[section])
@@ -66,13 +66,16 @@ def test_applying_twice_changes_nothing(tmp_path):
 
 
 def test_a_new_section_merges_and_lists_replace():
-    merged = merge_preset("train:\n  steps: 3   # short\nvae:\n  block_channels: [8, 8]\n",
-                          "vae:\n  block_channels: [4, 4, 4]\neval:\n  bootstrap: 20\n")
+    merged = merge_preset(
+        "train:\n  steps: 3   # short\nvae:\n  block_channels: [8, 8]\n",
+        "vae:\n  block_channels: [4, 4, 4]\neval:\n  bootstrap: 20\n",
+    )
     assert merged.text.startswith("train:\n  steps: 3   # short\n")
     assert yaml.safe_load(merged.text)["vae"]["block_channels"] == [4, 4, 4]
     assert merged.params.eval.bootstrap == 20
     assert [(c.key, c.before, c.after) for c in merged.changes] == [
-        ("vae.block_channels", [8, 8], [4, 4, 4]), ("eval", None, {"bootstrap": 20}),
+        ("vae.block_channels", [8, 8], [4, 4, 4]),
+        ("eval", None, {"bootstrap": 20}),
     ]
 
 
@@ -99,7 +102,10 @@ def test_the_command_prints_without_writing(tmp_path):
     params_path.write_text((REPO / "params.yaml").read_text())
     result = subprocess.run(
         [sys.executable, "stages/preset.py", str(PAPER), "--params", str(params_path), "--print"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert yaml.safe_load(result.stdout)["vae"]["name"] == "stabilityai/sd-vae-ft-mse"
     assert params_path.read_text() == (REPO / "params.yaml").read_text()

@@ -48,8 +48,13 @@ FRAME_SIZE = 32
 def saved(tmp_path_factory) -> SavedModels:
     # An untied causal LM stored in bfloat16: the LM head must be left out and the weights
     # come back in float32.
-    return save_models(tmp_path_factory.mktemp("pretrained"), tiny_vae_config(), tiny_dinov2_config(),
-                       tiny_llama_config(tie_word_embeddings=False), llm_dtype=torch.bfloat16)
+    return save_models(
+        tmp_path_factory.mktemp("pretrained"),
+        tiny_vae_config(),
+        tiny_dinov2_config(),
+        tiny_llama_config(tie_word_embeddings=False),
+        llm_dtype=torch.bfloat16,
+    )
 
 
 @pytest.fixture
@@ -96,8 +101,9 @@ def test_causal_lm_checkpoint_loads_as_the_base_model_in_float32(saved, offline)
 
 
 def test_model_builds_from_paths_and_a_frozen_pretrained_encoder_stays_fixed(saved, offline):
-    params = parse_params(merge_params(saved.params(), {"model": {"freeze_encoder": True},
-                                                        "frames": {"size": FRAME_SIZE}}))
+    params = parse_params(
+        merge_params(saved.params(), {"model": {"freeze_encoder": True}, "frames": {"size": FRAME_SIZE}})
+    )
     torch.manual_seed(0)
     model = FoveatedVLM.build(VLMConfig.from_params(params, LATENT))
     model.train()
@@ -166,8 +172,7 @@ def test_a_folder_without_a_model_is_reported(tmp_path, offline):
 
 @pytest.mark.slow
 def test_dvc_repro_runs_on_models_saved_locally_with_the_hub_off(saved, tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("project"),
-                           repo_params(merge_params(SHRUNK, saved.params())))
+    project = copy_project(tmp_path_factory.mktemp("project"), repo_params(merge_params(SHRUNK, saved.params())))
     dvc(project, "repro", env={**subprocess_env(), "HF_HUB_OFFLINE": "1"})
 
     metrics = json.loads((project / "metrics" / "eval.json").read_text())

@@ -10,8 +10,8 @@ from fovea.report import (
     comparison_json,
     comparison_markdown,
     load_runs,
-    save_runs,
     same_setup,
+    save_runs,
     summarize_heads,
 )
 from fovea.stats import pooled_ratio
@@ -19,7 +19,9 @@ from fovea.stats import pooled_ratio
 CLIPS = 60
 
 
-def _experiment(head: str, seed: int, ratio: float, motion: str = "target", protocol: str = "both_passes") -> Experiment:
+def _experiment(
+    head: str, seed: int, ratio: float, motion: str = "target", protocol: str = "both_passes"
+) -> Experiment:
     """A run whose clips share their difficulty with every other run (seeds and clips crossed)."""
     difficulty = np.random.default_rng(123).gamma(4.0, 0.05, size=CLIPS)
     rng = np.random.default_rng(seed * 100 + len(head))
@@ -27,18 +29,44 @@ def _experiment(head: str, seed: int, ratio: float, motion: str = "target", prot
     coarse = fine * rng.normal(ratio, 0.05, size=CLIPS)
     # h is worth 0.1 of the fine loss: the val-mean h loses that much more than the clip's own
     h_mean = fine * 1.1
-    metrics = {"head": head, "seed": seed, "ratio_late": float(coarse.mean() / fine.mean()), "ratio": 1.0,
-               "num_clips": CLIPS, "fine_win_rate": float(np.mean(fine < coarse)), "copy_gap": 0.01,
-               "copy_gap_ci_low": 0.005, "h_mean_gap": 0.02, "h_mean_gap_ci_low": 0.01, "h_shuffle_gap": 0.02,
-               "h_shuffle_gap_ci_low": 0.01, "head_params": 1000, "train_steps": 10, "protocol": protocol,
-               "train_ratio_last100": ratio}
-    clips_table = {"keys": [f"clip-{i}" for i in range(CLIPS)], "loss_fine": fine.tolist(),
-                   "loss_coarse": coarse.tolist(), "loss_h_mean": h_mean.tolist()}
-    params = {"head": head, "seed": seed, "data": {"source": "synthetic", "task": "control", "motion": motion},
-              "train": {"lambda_coarse": 0.0 if protocol == "fine_only" else 1.0}}
+    metrics = {
+        "head": head,
+        "seed": seed,
+        "ratio_late": float(coarse.mean() / fine.mean()),
+        "ratio": 1.0,
+        "num_clips": CLIPS,
+        "fine_win_rate": float(np.mean(fine < coarse)),
+        "copy_gap": 0.01,
+        "copy_gap_ci_low": 0.005,
+        "h_mean_gap": 0.02,
+        "h_mean_gap_ci_low": 0.01,
+        "h_shuffle_gap": 0.02,
+        "h_shuffle_gap_ci_low": 0.01,
+        "head_params": 1000,
+        "train_steps": 10,
+        "protocol": protocol,
+        "train_ratio_last100": ratio,
+    }
+    clips_table = {
+        "keys": [f"clip-{i}" for i in range(CLIPS)],
+        "loss_fine": fine.tolist(),
+        "loss_coarse": coarse.tolist(),
+        "loss_h_mean": h_mean.tolist(),
+    }
+    params = {
+        "head": head,
+        "seed": seed,
+        "data": {"source": "synthetic", "task": "control", "motion": motion},
+        "train": {"lambda_coarse": 0.0 if protocol == "fine_only" else 1.0},
+    }
     suffix = "" if protocol == "both_passes" else f"-{protocol}"
-    return Experiment(name=f"{head}-{motion}-{seed}{suffix}", rev=f"rev{head}{motion}{seed}{suffix}", params=params,
-                      metrics=metrics, clips=clips_table)
+    return Experiment(
+        name=f"{head}-{motion}-{seed}{suffix}",
+        rev=f"rev{head}{motion}{seed}{suffix}",
+        params=params,
+        metrics=metrics,
+        clips=clips_table,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +78,11 @@ def summaries():
 
 def test_rows_are_grouped_by_task_and_head_baseline_first(summaries):
     assert [(s.task, s.head) for s in summaries] == [
-        ("control", "film"), ("control", "stx"), ("negative control", "film"), ("negative control", "stx")]
+        ("control", "film"),
+        ("control", "stx"),
+        ("negative control", "film"),
+        ("negative control", "stx"),
+    ]
     for summary in summaries:
         assert summary.seeds == [0, 1, 2]
         low, high = summary.ratio_ci
@@ -72,8 +104,9 @@ def test_paired_difference_and_verdicts(summaries):
     assert film.verdict() == "baseline" and film.above_one().startswith("no effect")
     assert neg_stx.diff_ci[0] < 0 < neg_stx.diff_ci[1]
     assert neg_stx.verdict() == "no difference from film"
-    worse = summarize_heads([_experiment("film", s, 1.3) for s in (0, 1)] + [_experiment("mlp", s, 1.0) for s in (0, 1)],
-                            samples=500)[1]
+    worse = summarize_heads(
+        [_experiment("film", s, 1.3) for s in (0, 1)] + [_experiment("mlp", s, 1.0) for s in (0, 1)], samples=500
+    )[1]
     assert worse.verdict() == "worse than film"
 
 
@@ -112,9 +145,24 @@ def test_json_rows_carry_the_documented_fields(summaries):
     rows = comparison_json(summaries)["rows"]
     assert len(rows) == 4
     for row in rows:
-        for key in ("head", "task", "protocol", "seeds", "ratio_late", "ratio_late_ci", "diff_vs_film",
-                    "diff_vs_film_ci", "fovea_gain", "fovea_gain_ci", "h_mean_gap", "h_shuffle_gap", "copy_gap",
-                    "train_ratio_last100", "verdict", "proposal_criterion"):
+        for key in (
+            "head",
+            "task",
+            "protocol",
+            "seeds",
+            "ratio_late",
+            "ratio_late_ci",
+            "diff_vs_film",
+            "diff_vs_film_ci",
+            "fovea_gain",
+            "fovea_gain_ci",
+            "h_mean_gap",
+            "h_shuffle_gap",
+            "copy_gap",
+            "train_ratio_last100",
+            "verdict",
+            "proposal_criterion",
+        ):
             assert key in row
         assert len(row["ratio_late_ci"]) == 2 and row["protocol"] == "both_passes"
         assert row["proposal_criterion"] is None  # the proposal's criteria are for fine_only runs
@@ -123,9 +171,15 @@ def test_json_rows_carry_the_documented_fields(summaries):
 
 def test_markdown_lists_every_task_head_and_run(summaries):
     text = comparison_markdown(summaries)
-    for name in ("| control | both_passes | film |", "| control | both_passes | stx |",
-                 "| negative control | both_passes | stx |", "film-target-0",
-                 "stx-pan-2", "baseline", "better than film"):
+    for name in (
+        "| control | both_passes | film |",
+        "| control | both_passes | stx |",
+        "| negative control | both_passes | stx |",
+        "film-target-0",
+        "stx-pan-2",
+        "baseline",
+        "better than film",
+    ):
         assert name in text
 
 
@@ -164,22 +218,30 @@ def test_a_head_missing_a_seed_is_paired_with_film_on_the_seeds_both_have():
     low, high = stx.ratio_ci
     assert low < stx.ratio < high
     film_on_shared = [run for run in film.runs if run.seed in (0, 2)]
-    expected = stx.ratio - pooled_ratio(*(np.asarray([r.clips[k] for r in film_on_shared])
-                                          for k in ("loss_coarse", "loss_fine")))
+    expected = stx.ratio - pooled_ratio(
+        *(np.asarray([r.clips[k] for r in film_on_shared]) for k in ("loss_coarse", "loss_fine"))
+    )
     assert stx.diff_vs_film == pytest.approx(expected)
     assert stx.diff_ci[0] < stx.diff_vs_film < stx.diff_ci[1]
 
 
 def test_protocols_are_compared_apart_and_the_proposals_criteria_only_for_fine_only():
     runs = [_experiment(head, s, ratio) for head, ratio in (("film", 1.0), ("stx", 1.3)) for s in (0, 1)]
-    runs += [_experiment(head, s, ratio, protocol="fine_only")
-             for head, ratio in (("film", 1.1), ("stx", 1.3), ("xattn", 1.2)) for s in (0, 1)]
+    runs += [
+        _experiment(head, s, ratio, protocol="fine_only")
+        for head, ratio in (("film", 1.1), ("stx", 1.3), ("xattn", 1.2))
+        for s in (0, 1)
+    ]
     kept, left_out = same_setup(runs)
     assert kept == runs and not left_out  # lambda_coarse is the protocol, not another setup
     summaries = summarize_heads(kept, samples=300)
     assert [(s.protocol, s.head) for s in summaries] == [
-        ("both_passes", "film"), ("both_passes", "stx"), ("fine_only", "film"), ("fine_only", "stx"),
-        ("fine_only", "xattn")]
+        ("both_passes", "film"),
+        ("both_passes", "stx"),
+        ("fine_only", "film"),
+        ("fine_only", "stx"),
+        ("fine_only", "xattn"),
+    ]
     both_stx, fine_stx = summaries[1], summaries[3]
     # each protocol's film is its own baseline
     assert both_stx.diff_vs_film == pytest.approx(both_stx.ratio - summaries[0].ratio)
@@ -210,11 +272,19 @@ def test_a_run_is_listed_under_its_experiment_name_whoever_else_holds_its_result
     same, other = {"ratio_late": 1.2, "head": "sfilm"}, {"ratio_late": 1.0, "head": "film"}
     listing = [
         {"rev": "workspace", "data": {"metrics": {report.EVAL_FILE: {"data": same}}}},
-        {"rev": "abc1234def", "name": "main", "data": {"metrics": {report.EVAL_FILE: {"data": same}}},
-         "experiments": [{"revs": [
-             {"rev": "e1", "name": "head-film", "data": {"metrics": {report.EVAL_FILE: {"data": other}}}},
-             {"rev": "e2", "name": "head-sfilm", "data": {"metrics": {report.EVAL_FILE: {"data": same}}}},
-         ]}]},
+        {
+            "rev": "abc1234def",
+            "name": "main",
+            "data": {"metrics": {report.EVAL_FILE: {"data": same}}},
+            "experiments": [
+                {
+                    "revs": [
+                        {"rev": "e1", "name": "head-film", "data": {"metrics": {report.EVAL_FILE: {"data": other}}}},
+                        {"rev": "e2", "name": "head-sfilm", "data": {"metrics": {report.EVAL_FILE: {"data": same}}}},
+                    ]
+                }
+            ],
+        },
     ]
     monkeypatch.setattr(report, "_dvc_json", lambda repo, *args: listing)
     monkeypatch.setattr(report, "_clips_at", lambda repo, rev: None)

@@ -28,11 +28,7 @@ VAL_FRACTION = 0.5
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def _leftovers(parent: Path) -> list[str]:
@@ -50,9 +46,7 @@ def fake_encode(frames: np.ndarray) -> np.ndarray:
 
 
 def test_videos_shard_round_trip(tmp_path: Path) -> None:
-    samples = {
-        f"clip-{i:03d}": (bytes([i]) * (10 + i), f"caption {i}", {"index": i}) for i in range(5)
-    }
+    samples = {f"clip-{i:03d}": (bytes([i]) * (10 + i), f"caption {i}", {"index": i}) for i in range(5)}
     with write_shards(tmp_path / "videos", max_per_shard=2) as sink:
         for key, (mp4, caption, metadata) in samples.items():
             sink.write(key, video_sample_files(mp4, caption, metadata))
@@ -99,9 +93,7 @@ def test_latents_shard_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(sample.latents, latents[i])
         assert (sample.caption, sample.metadata) == (f"c{i}", {"i": i})
 
-    loader = torch.utils.data.DataLoader(
-        latents_eval_dataset(tmp_path / "val"), batch_size=2, num_workers=0
-    )
+    loader = torch.utils.data.DataLoader(latents_eval_dataset(tmp_path / "val"), batch_size=2, num_workers=0)
     batches = list(loader)
     assert [b[0].shape[0] for b in batches] == [2, 1]
     batch_frames, batch_latents = batches[0]

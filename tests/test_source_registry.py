@@ -11,9 +11,7 @@ from fovea.data.sources import register_source, registry, source_names, video_so
 from fovea.params import DataParams, ParamsError, parse_params
 
 
-@pytest.mark.parametrize(
-    "source, key", [("webvid", "url_list"), ("shards", "shards"), ("folder", "folder")]
-)
+@pytest.mark.parametrize("source, key", [("webvid", "url_list"), ("shards", "shards"), ("folder", "folder")])
 def test_a_source_without_its_input_names_the_key(source: str, key: str) -> None:
     with pytest.raises(ParamsError, match=rf"data\.{key}: .*required when data\.source is"):
         parse_params({"data": {"source": source}})

@@ -102,13 +102,9 @@ def _shard_bytes(directory: Path) -> list[bytes]:
     return [path.read_bytes() for path in list_shards(directory)]
 
 
-def test_webvid_downloads_good_videos_and_reports_every_failure(
-    tmp_path: Path, server: Server
-) -> None:
+def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, server: Server) -> None:
     frame, good = _webvid_list(server)
-    server.routes["/list.csv"] = Route(
-        body=frame.to_csv(index=False).encode(), content_type="text/csv"
-    )
+    server.routes["/list.csv"] = Route(body=frame.to_csv(index=False).encode(), content_type="text/csv")
     params = _webvid_params(server.url("/list.csv"))
     out = tmp_path / "data" / "videos"
 
@@ -190,9 +186,7 @@ def test_webvid_resumes_after_a_crash_without_refetching(
     assert (tmp_path / "videos_cache" / "index.jsonl").is_file()
 
 
-def test_webvid_with_nothing_usable_stops_and_keeps_the_old_output(
-    tmp_path: Path, server: Server
-) -> None:
+def test_webvid_with_nothing_usable_stops_and_keeps_the_old_output(tmp_path: Path, server: Server) -> None:
     server.routes["/v/page.mp4"] = Route(body=b"<html></html>", content_type="text/html")
     url_list = tmp_path / "list.csv"
     pd.DataFrame(

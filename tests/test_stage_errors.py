@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pipeline_utils import REPO, SHRUNK, repo_params, subprocess_env
+from video_fixtures import encode_clip
 
 from fovea.cli import is_user_error, run_stage
 from fovea.data.split import split_of
@@ -21,15 +23,20 @@ from fovea.errors import FoveaUserError
 from fovea.io import staged_outputs
 from fovea.params import ParamsError
 from fovea.split_check import MIN_VAL_CLIPS, SplitError, check_split, small_val_split
-from pipeline_utils import REPO, SHRUNK, repo_params, subprocess_env
-from video_fixtures import encode_clip
 
 STAGES = ("videos", "vae", "latents", "train", "evaluate")
 
 
 def _stage(script: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{script}.py"), *args], cwd=cwd,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{script}.py"), *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _write_params(path: Path, override: dict) -> Path:
@@ -48,8 +55,17 @@ def test_a_bad_param_prints_one_line_naming_the_key_and_no_traceback(tmp_path: P
 
 
 def test_a_missing_input_is_a_user_error_without_traceback(tmp_path: Path) -> None:
-    result = _stage("train", "--params", str(REPO / "params.yaml"), "--latents", str(tmp_path / "none"),
-                    "--out", str(tmp_path / "fvlm"), "--live", str(tmp_path / "live"))
+    result = _stage(
+        "train",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--latents",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "fvlm"),
+        "--live",
+        str(tmp_path / "live"),
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "no latents" in result.stderr and "run the latents stage first" in result.stderr
@@ -175,17 +191,28 @@ def test_small_val_split_threshold() -> None:
 def _previous_outputs(root: Path) -> dict[Path, bytes]:
     (root / "models" / "vae").mkdir(parents=True)
     (root / "metrics").mkdir()
-    files = {root / "models" / "vae" / "config.json": b'{"previous": true}\n',
-             root / "models" / "vae" / "diffusion_pytorch_model.safetensors": b"previous weights",
-             root / "metrics" / "vae.json": b'{"val_mse": 0.001}\n'}
+    files = {
+        root / "models" / "vae" / "config.json": b'{"previous": true}\n',
+        root / "models" / "vae" / "diffusion_pytorch_model.safetensors": b"previous weights",
+        root / "metrics" / "vae.json": b'{"val_mse": 0.001}\n',
+    }
     for path, data in files.items():
         path.write_bytes(data)
     return files
 
 
 def _vae_stage(root: Path, params: Path) -> subprocess.CompletedProcess:
-    return _stage("vae", "--params", str(params), "--videos", str(root / "videos"),
-                  "--out", str(root / "models" / "vae"), "--metrics", str(root / "metrics" / "vae.json"))
+    return _stage(
+        "vae",
+        "--params",
+        str(params),
+        "--videos",
+        str(root / "videos"),
+        "--out",
+        str(root / "models" / "vae"),
+        "--metrics",
+        str(root / "metrics" / "vae.json"),
+    )
 
 
 def _unchanged(files: dict[Path, bytes]) -> bool:
@@ -196,8 +223,9 @@ def _unchanged(files: dict[Path, bytes]) -> bool:
 def test_vae_stops_before_the_fit_when_no_clip_is_in_val(tmp_path: Path) -> None:
     files = _previous_outputs(tmp_path)
     frames = np.zeros((6, 32, 32, 3), np.uint8)
-    _write_shard(tmp_path / "videos" / "shard-000000.tar",
-                 {key: encode_clip(frames) for key in _keys(4, SHRUNK_VAL, "train")})
+    _write_shard(
+        tmp_path / "videos" / "shard-000000.tar", {key: encode_clip(frames) for key in _keys(4, SHRUNK_VAL, "train")}
+    )
     result = _vae_stage(tmp_path, _write_params(tmp_path / "params.yaml", _shrunk(SHRUNK_VAL)))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "train 4, val 0" in result.stderr and "raise data.val_fraction or add clips" in result.stderr
@@ -210,7 +238,9 @@ def test_a_failing_vae_check_leaves_the_previous_weights_and_metrics(tmp_path: P
     previous models/vae and metrics/vae.json stay byte-identical."""
     files = _previous_outputs(tmp_path)
     rng = np.random.default_rng(0)
-    samples = {key: encode_clip(rng.integers(0, 255, (6, 32, 32, 3), np.uint8)) for key in _keys(3, SHRUNK_VAL, "train")}
+    samples = {
+        key: encode_clip(rng.integers(0, 255, (6, 32, 32, 3), np.uint8)) for key in _keys(3, SHRUNK_VAL, "train")
+    }
     samples.update({key: b"not a video" for key in _keys(2, SHRUNK_VAL, "val")})
     _write_shard(tmp_path / "videos" / "shard-000000.tar", samples)
     result = _vae_stage(tmp_path, _write_params(tmp_path / "params.yaml", _shrunk(SHRUNK_VAL)))
@@ -239,23 +269,39 @@ def _train_stage(monkeypatch: pytest.MonkeyPatch, root: Path, fake_train) -> Non
     (root / "latents").mkdir()
     (root / "latents" / "manifest.json").write_text("{}")
     monkeypatch.setattr(fovea.train, "train", fake_train)  # the stage imports it when loaded
-    monkeypatch.setattr(sys, "argv", ["stages/train.py", "--params", str(REPO / "params.yaml"),
-                                      "--latents", str(root / "latents"), "--out", str(root / "models" / "fvlm"),
-                                      "--live", str(root / "metrics" / "train")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "stages/train.py",
+            "--params",
+            str(REPO / "params.yaml"),
+            "--latents",
+            str(root / "latents"),
+            "--out",
+            str(root / "models" / "fvlm"),
+            "--live",
+            str(root / "metrics" / "train"),
+        ],
+    )
     runpy.run_path(str(REPO / "stages" / "train.py"), run_name="stage_train")["main"]()
 
 
 def _previous_training(root: Path) -> dict[Path, bytes]:
-    files = {root / "models" / "fvlm" / "model.safetensors": b"previous weights",
-             root / "metrics" / "train" / "metrics.json": b'{"step": 299}\n',
-             root / "metrics" / "train" / "plots" / "metrics" / "loss.tsv": b"step\tloss\n299\t0.1\n"}
+    files = {
+        root / "models" / "fvlm" / "model.safetensors": b"previous weights",
+        root / "metrics" / "train" / "metrics.json": b'{"step": 299}\n',
+        root / "metrics" / "train" / "plots" / "metrics" / "loss.tsv": b"step\tloss\n299\t0.1\n",
+    }
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return files
 
 
-def test_interrupted_training_leaves_the_previous_model_and_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_training_leaves_the_previous_model_and_curves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files = _previous_training(tmp_path)
 
     def interrupted(params, latents_dir, out_dir, logger=None, accelerator=None):
@@ -268,7 +314,12 @@ def test_interrupted_training_leaves_the_previous_model_and_curves(tmp_path: Pat
         _train_stage(monkeypatch, tmp_path, interrupted)
     assert all(path.read_bytes() == data for path, data in files.items())
     assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == ["train"]
-    assert sorted(p.name for p in (tmp_path / "metrics" / "train").rglob("*")) == ["loss.tsv", "metrics", "metrics.json", "plots"]
+    assert sorted(p.name for p in (tmp_path / "metrics" / "train").rglob("*")) == [
+        "loss.tsv",
+        "metrics",
+        "metrics.json",
+        "plots",
+    ]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fvlm"]
 
 

@@ -14,20 +14,20 @@ import runpy
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from pipeline_utils import REPO, SHRUNK, merge_params, repo_params
 from pydantic import BaseModel
+from video_fixtures import encode_clip
 
 import fovea.params
 from fovea.params import Params, _Section
-from pipeline_utils import REPO, SHRUNK, merge_params, repo_params
-from video_fixtures import encode_clip
 
 STAGES = ("videos", "vae", "latents", "train", "evaluate")
 
@@ -104,8 +104,13 @@ class _Recorder:
         return {name for name in self.read if name in ALL_LEAVES}
 
 
-def _run_stage(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, stage: str, *args: str,
-               expect_error: type[BaseException] | None = None) -> None:
+def _run_stage(
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: _Recorder,
+    stage: str,
+    *args: str,
+    expect_error: type[BaseException] | None = None,
+) -> None:
     monkeypatch.setattr(sys, "argv", [f"stages/{stage}.py", *args])
     with recorder.active(monkeypatch):
         # Loaded here, the stage module imports the recording load_params.
@@ -166,21 +171,45 @@ def stage_reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
         # Every source and synthetic task once; each writes its own directory.
         runs = {
             "sprites": {"data": {"task": "sprites"}},
-            "folder": {"data": {"source": "folder", "folder": str(clips), "captions_csv": str(root / "captions.csv"),
-                                "min_duration": 0.1, "max_duration": 60, "max_videos": 5}},
-            "shards": {"data": {"source": "shards", "shards": str(root / "videos-folder" / "shard-{000000..000000}.tar")}},
+            "folder": {
+                "data": {
+                    "source": "folder",
+                    "folder": str(clips),
+                    "captions_csv": str(root / "captions.csv"),
+                    "min_duration": 0.1,
+                    "max_duration": 60,
+                    "max_videos": 5,
+                }
+            },
+            "shards": {
+                "data": {"source": "shards", "shards": str(root / "videos-folder" / "shard-{000000..000000}.tar")}
+            },
         }
         with _file_server(clips) as base_url:
             (root / "list.csv").write_text(
                 "videoid,contentUrl,name,duration\n"
                 f"v0,{base_url}/clip0.mp4,first,PT00H00M01S\nv1,{base_url}/missing.mp4,second,PT00H00M01S\n"
             )
-            runs["webvid"] = {"data": {"source": "webvid", "url_list": str(root / "list.csv"), "retries": 1,
-                                       "retry_backoff": 0.01, "download_workers": 2,
-                                       "download_cache": str(root / "cache")}}
+            runs["webvid"] = {
+                "data": {
+                    "source": "webvid",
+                    "url_list": str(root / "list.csv"),
+                    "retries": 1,
+                    "retry_backoff": 0.01,
+                    "download_workers": 2,
+                    "download_cache": str(root / "cache"),
+                }
+            }
             for name, override in runs.items():
-                _run_stage(monkeypatch, videos, "videos", "--params", params_file(name, override),
-                           "--out", str(root / f"videos-{name}"))
+                _run_stage(
+                    monkeypatch,
+                    videos,
+                    "videos",
+                    "--params",
+                    params_file(name, override),
+                    "--out",
+                    str(root / f"videos-{name}"),
+                )
         params = params_file("control", {})
         _run_stage(monkeypatch, videos, "videos", "--params", params, "--out", "data/videos")
         reads["videos"] = videos.leaves()
@@ -205,7 +234,9 @@ def test_a_stage_depends_on_exactly_the_params_it_reads(stage_reads: dict[str, s
     listed = set().union(*(_expand(entry) for entry in spec.get("params", [])))
     read = stage_reads[stage] | _cmd_params(spec)
     assert sorted(read - listed) == [], f"{stage} reads params dvc.yaml does not list: a change would not rerun it"
-    assert sorted(listed - read) == [], f"dvc.yaml lists params {stage} never reads: a change would rerun it for nothing"
+    assert sorted(listed - read) == [], (
+        f"dvc.yaml lists params {stage} never reads: a change would rerun it for nothing"
+    )
 
 
 def test_params_yaml_lists_every_key_of_the_params_models() -> None:

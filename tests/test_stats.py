@@ -27,9 +27,17 @@ def test_seed_resamples_are_uniform_for_any_number_of_seeds(count):
         assert np.mean(picks[:, 0] == picks[:, 1]) == pytest.approx(0.5, abs=0.01)
 
 
-def _simulate(rng: np.random.Generator, seeds: int, clips: int, truth: float, seed_sd: float, clip_sd: float,
-              noise_sd: float, ratio_sd: float = 0.2, difficulty: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _simulate(
+    rng: np.random.Generator,
+    seeds: int,
+    clips: int,
+    truth: float,
+    seed_sd: float,
+    clip_sd: float,
+    noise_sd: float,
+    ratio_sd: float = 0.2,
+    difficulty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-clip losses [seeds, clips] of a crossed design whose population ratio is ``truth``.
 
     Clip difficulty and each clip's own coarse/fine ratio (mean-one factor w_c) are shared by all
@@ -42,8 +50,11 @@ def _simulate(rng: np.random.Generator, seeds: int, clips: int, truth: float, se
     clip_ratio = np.exp(ratio_sd * rng.standard_normal(clips) - ratio_sd**2 / 2)
 
     def losses() -> np.ndarray:
-        return (difficulty * rng.lognormal(0.0, seed_sd, size=(seeds, 1))
-                * rng.lognormal(0.0, noise_sd, size=(seeds, clips)))
+        return (
+            difficulty
+            * rng.lognormal(0.0, seed_sd, size=(seeds, 1))
+            * rng.lognormal(0.0, noise_sd, size=(seeds, clips))
+        )
 
     return losses(), truth * clip_ratio * losses()
 
@@ -89,8 +100,11 @@ def test_crossed_interval_covers_the_truth_95_percent_and_the_nested_one_does_no
     assert nested < 0.90, f"nested coverage {nested:.3f}"
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (README): three seeds cannot carry a large seed-to-seed "
-                                       "spread into the interval; passes once the report has a seed-level interval")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (README): three seeds cannot carry a large seed-to-seed "
+    "spread into the interval; passes once the report has a seed-level interval",
+)
 def test_with_three_seeds_and_large_seed_effects_the_interval_still_covers():
     # mlp, stx and xattn in the control sweep: per-seed ratios spread 6-21x the clip spread.
     assert _coverage(3, 0.1, 0.05) >= 0.90

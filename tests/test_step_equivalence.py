@@ -24,10 +24,16 @@ TOLERANCE = 1e-5
 def paper_like_params(head: str, **model):
     # The paper's protocol (learned fine read, trained end to end) at tiny sizes, with both losses
     # and the encoder trained too, so that every gradient path is compared.
-    return parse_params({"head": head, "frames": {"num": STEPS, "size": SIZE}, "vae": {"block_channels": [8, 8, 8]},
-                         "model": {"fine_read": "learned", "residual": False, **model},
-                         "train": {"detach_h": False, "lambda_coarse": 0.5},
-                         "compute": {"device": "cpu"}})
+    return parse_params(
+        {
+            "head": head,
+            "frames": {"num": STEPS, "size": SIZE},
+            "vae": {"block_channels": [8, 8, 8]},
+            "model": {"fine_read": "learned", "residual": False, **model},
+            "train": {"detach_h": False, "lambda_coarse": 0.5},
+            "compute": {"device": "cpu"},
+        }
+    )
 
 
 def build(params) -> FoveatedVLM:
@@ -52,7 +58,7 @@ def plain_step(model: FoveatedVLM, clips, lambda_coarse: float) -> tuple[torch.T
     micro_batches = CLIPS // MICRO_BATCH
     totals = torch.zeros(len(LOSS_NAMES))
     model.zero_grad(set_to_none=True)
-    for frames_part, latents_part in zip(frames.split(MICRO_BATCH), latents.split(MICRO_BATCH)):
+    for frames_part, latents_part in zip(frames.split(MICRO_BATCH), latents.split(MICRO_BATCH), strict=False):
         out = model.passes(frames_part, latents_part)
         loss_fine = F.mse_loss(model.predict(out.h_fine, out.z_prev), latents_part)
         loss_coarse = F.mse_loss(model.predict(out.h_coarse, out.z_prev), latents_part)
@@ -62,11 +68,13 @@ def plain_step(model: FoveatedVLM, clips, lambda_coarse: float) -> tuple[torch.T
     return totals, gradients(model)
 
 
-def optimised_step(model: FoveatedVLM, clips, params, batch_size: int = CLIPS) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def optimised_step(
+    model: FoveatedVLM, clips, params, batch_size: int = CLIPS
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     frames, latents = clips
     cfg = params.train.model_copy(update={"batch_size": batch_size, "grad_accum": CLIPS // batch_size})
     model.zero_grad(set_to_none=True)
-    batches = zip(frames.split(batch_size), latents.split(batch_size))
+    batches = zip(frames.split(batch_size), latents.split(batch_size), strict=False)
     totals = accumulate_gradients(model, batches, make_accelerator(params.compute, cfg.grad_accum), cfg)
     return totals, gradients(model)
 
@@ -85,10 +93,10 @@ def assert_same(losses_a, grads_a, losses_b, grads_b) -> None:
     assert relative_difference(losses_a, losses_b) <= TOLERANCE, (losses_a, losses_b)
     assert grads_a.keys() == grads_b.keys()
     largest = max(grad.norm() for grad in grads_b.values())
-    compared = {name for name in grads_b
-                if max(grads_a[name].norm(), grads_b[name].norm()) > ROUNDING_ONLY * largest}
-    assert all(name.endswith(("k_proj.bias", "key.bias", "to_k.bias")) for name in grads_b.keys() - compared), \
-        sorted(grads_b.keys() - compared)
+    compared = {name for name in grads_b if max(grads_a[name].norm(), grads_b[name].norm()) > ROUNDING_ONLY * largest}
+    assert all(name.endswith(("k_proj.bias", "key.bias", "to_k.bias")) for name in grads_b.keys() - compared), sorted(
+        grads_b.keys() - compared
+    )
     worst = max(compared, key=lambda name: relative_difference(grads_a[name], grads_b[name]))
     assert relative_difference(grads_a[worst], grads_b[worst]) <= TOLERANCE, worst
 
@@ -136,11 +144,11 @@ def test_fused_adamw_updates_as_the_default_one():
         optimizer = make_optimizer(weights, cfg, fused=fused)
         assert optimizer.defaults["fused"] is (True if fused else None)
         for step_grads in grads:
-            for weight, grad in zip(weights, step_grads):
+            for weight, grad in zip(weights, step_grads, strict=False):
                 weight.grad = grad.clone()
             optimizer.step()
         updated.append(weights)
-    for original, plain, fused in zip(start, *updated):
+    for original, plain, fused in zip(start, *updated, strict=False):
         assert not torch.equal(plain, original)
         torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-9)
 

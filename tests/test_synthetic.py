@@ -77,9 +77,7 @@ def test_direction_names_use_image_coordinates() -> None:
     assert direction_name(0.0, -1.0) == "up"  # y points down in images
     assert direction_name(-1.0, -1.0) == "up-left"
     assert direction_name(1.0, 1.0) == "down-right"
-    assert set(DIRECTIONS) == {
-        direction_name(np.cos(a), -np.sin(a)) for a in np.arange(8) * np.pi / 4
-    }
+    assert set(DIRECTIONS) == {direction_name(np.cos(a), -np.sin(a)) for a in np.arange(8) * np.pi / 4}
 
 
 def test_more_sprites_than_colours_still_renders() -> None:

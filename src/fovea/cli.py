@@ -16,6 +16,7 @@ __all__ = ["USER_ERROR_EXIT", "is_user_error", "run_stage"]
 USER_ERROR_EXIT = 1
 INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by SIGINT
 
+
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` is one the user can fix from its message alone."""
     return isinstance(error, FoveaUserError)

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fovea.data.shards import latents_eval_dataset
+from fovea.errors import FoveaUserError
 from fovea.heads import count_parameters
 from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
-from fovea.errors import FoveaUserError
 from fovea.split_check import small_val_split
 from fovea.stats import CrossedDraws, finite_interval, pooled_ratio, share_of_gap, share_of_gap_replicates
 
@@ -212,7 +212,13 @@ class EvalResult:
 
 
 def evaluate(
-    *, model_dir: Path, val_dir: Path, batch_size: int, bootstrap: int, seed: int, device: str = "cpu",
+    *,
+    model_dir: Path,
+    val_dir: Path,
+    batch_size: int,
+    bootstrap: int,
+    seed: int,
+    device: str = "cpu",
     train_dir: Path | None = None,
 ) -> EvalResult:
     """Metrics for ``metrics/eval.json`` and per-clip losses for ``metrics/clips.json``, with the
@@ -245,6 +251,7 @@ def evaluate(
         metrics["train_clips"] = seen.num_clips
         # (val - train) / train over frames 3..T: about 0 when nothing was memorised
         metrics["val_train_gap"] = (metrics["loss_fine_late"] - metrics["train_loss_fine_late"]) / metrics[
-            "train_loss_fine_late"]
+            "train_loss_fine_late"
+        ]
     clips = clip_table(late, val.keys, metrics["headline_frames"])
     return EvalResult(metrics=metrics, clips=clips, model=model, val=val)

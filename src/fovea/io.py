@@ -7,9 +7,10 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextmanager
@@ -91,13 +92,13 @@ def staged_outputs(*finals: Path, publish: bool = True) -> Iterator[tuple[Path, 
         stage_dir.mkdir()
         stage_dirs.append(stage_dir)
     try:
-        staged = tuple(stage_dir / final.name for stage_dir, final in zip(stage_dirs, finals))
+        staged = tuple(stage_dir / final.name for stage_dir, final in zip(stage_dirs, finals, strict=False))
         yield staged
         if publish:
-            missing = [str(final) for final, path in zip(finals, staged) if not path.exists()]
+            missing = [str(final) for final, path in zip(finals, staged, strict=False) if not path.exists()]
             if missing:
                 raise RuntimeError(f"outputs not written: {', '.join(missing)}")
-            for final, path, stage_dir in zip(finals, staged, stage_dirs):
+            for final, path, stage_dir in zip(finals, staged, stage_dirs, strict=False):
                 # The previous output goes into the staging directory, deleted below.
                 if final.is_dir() and not final.is_symlink():
                     final.rename(stage_dir / f"{final.name}.old")

@@ -67,14 +67,10 @@ class DataParams(_Section):
     download_workers: int = Field(16, ge=1, le=256)
     connect_timeout: float = Field(10.0, gt=0.0, description="seconds to open a connection")
     read_timeout: float = Field(30.0, gt=0.0, description="seconds of silence before giving up")
-    download_timeout: float = Field(
-        300.0, gt=0.0, description="seconds one download attempt may take in all"
-    )
+    download_timeout: float = Field(300.0, gt=0.0, description="seconds one download attempt may take in all")
     retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
     retry_backoff: float = Field(1.0, ge=0.0, description="seconds before the first retry; doubles")
-    download_cache: str | None = Field(
-        None, min_length=1, description="download cache; default: <videos dir>_cache"
-    )
+    download_cache: str | None = Field(None, min_length=1, description="download cache; default: <videos dir>_cache")
     # output layout and split
     clips_per_shard: int = Field(100, ge=1)
     val_fraction: float = Field(0.125, gt=0.0, lt=1.0)
@@ -89,23 +85,16 @@ class DataParams(_Section):
         return name
 
     @model_validator(mode="after")
-    def _source_params(self) -> "DataParams":
+    def _source_params(self) -> DataParams:
         from fovea.data.sources import video_source
 
         video_source(self.source).check(self)
         return self
 
     @model_validator(mode="after")
-    def _duration_range(self) -> "DataParams":
-        if (
-            self.min_duration is not None
-            and self.max_duration is not None
-            and self.min_duration > self.max_duration
-        ):
-            raise ValueError(
-                f"data.min_duration ({self.min_duration}) exceeds data.max_duration "
-                f"({self.max_duration})"
-            )
+    def _duration_range(self) -> DataParams:
+        if self.min_duration is not None and self.max_duration is not None and self.min_duration > self.max_duration:
+            raise ValueError(f"data.min_duration ({self.min_duration}) exceeds data.max_duration ({self.max_duration})")
         return self
 
 
@@ -151,7 +140,7 @@ class TinyModelParams(_Section):
     attention_heads: int = Field(2, ge=1)
 
     @model_validator(mode="after")
-    def _divisible(self) -> "TinyModelParams":
+    def _divisible(self) -> TinyModelParams:
         for key in ("encoder_dim", "llm_dim"):
             if getattr(self, key) % self.attention_heads:
                 raise ValueError(f"{key} must be divisible by attention_heads")
@@ -254,7 +243,7 @@ class Params(_Section):
         return options
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Params":
+    def _consistent(self) -> Params:
         if self.frames.num > self.data.frames_per_clip and self.data.source == "synthetic":
             raise ValueError(
                 f"frames.num ({self.frames.num}) exceeds data.frames_per_clip "

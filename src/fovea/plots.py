@@ -16,8 +16,9 @@ from fovea.io import atomic_path  # noqa: E402
 ROWS = ("target", "fine", "coarse", "copy")
 
 
-def save_samples_image(decode, target: np.ndarray, fine: np.ndarray, coarse: np.ndarray, path: Path,
-                       title: str = "") -> None:
+def save_samples_image(
+    decode, target: np.ndarray, fine: np.ndarray, coarse: np.ndarray, path: Path, title: str = ""
+) -> None:
     """Decoded frames 2..T of a few clips: target, fine and coarse predictions, copy baseline.
 
     ``decode`` maps latents [N, C, h, w] to uint8 frames [N, H, W, 3]; the arrays are latents
@@ -34,8 +35,9 @@ def save_samples_image(decode, target: np.ndarray, fine: np.ndarray, coarse: np.
     for name, latents in rows.items():
         frames = decode(latents.reshape(-1, *latents.shape[2:]))
         decoded[name] = frames.reshape(clips, steps - 1, *frames.shape[1:])
-    figure, axes = plt.subplots(clips * len(ROWS), steps - 1, figsize=(1.3 * (steps - 1), 1.3 * clips * len(ROWS)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        clips * len(ROWS), steps - 1, figsize=(1.3 * (steps - 1), 1.3 * clips * len(ROWS)), squeeze=False
+    )
     for clip in range(clips):
         for r, name in enumerate(ROWS):
             for t in range(steps - 1):
@@ -53,8 +55,14 @@ def save_samples_image(decode, target: np.ndarray, fine: np.ndarray, coarse: np.
     _save(figure, path)
 
 
-def save_ratio_plot(labels: list[str], means: list[float], lows: list[float], highs: list[float], path: Path,
-                    groups: list[str] | None = None) -> None:
+def save_ratio_plot(
+    labels: list[str],
+    means: list[float],
+    lows: list[float],
+    highs: list[float],
+    path: Path,
+    groups: list[str] | None = None,
+) -> None:
     """Ratio per head with interval bars, one colour per group (e.g. the task)."""
     groups = groups or [""] * len(labels)
     figure, axis = plt.subplots(figsize=(1.6 + 0.9 * len(labels), 3.8))
@@ -73,8 +81,9 @@ def save_ratio_plot(labels: list[str], means: list[float], lows: list[float], hi
     _save(figure, path)
 
 
-def save_attention_image(frames: np.ndarray, coarse: np.ndarray, fine: np.ndarray, targets: np.ndarray | None,
-                         path: Path, title: str = "") -> None:
+def save_attention_image(
+    frames: np.ndarray, coarse: np.ndarray, fine: np.ndarray, targets: np.ndarray | None, path: Path, title: str = ""
+) -> None:
     """Where the coarse and the fine queries attend, over the frames of a few clips.
 
     ``frames`` uint8 [clips, T, H, W, 3]; ``coarse``/``fine`` attention [clips, T, P] over a
@@ -90,20 +99,35 @@ def save_attention_image(frames: np.ndarray, coarse: np.ndarray, fine: np.ndarra
                 axis = axes[2 * clip + row, t]
                 axis.imshow(frames[clip, t], extent=(0, width, height, 0))
                 weights = maps[clip, t].reshape(grid, grid)
-                axis.imshow(weights / max(float(weights.max()), 1e-12), cmap="magma", alpha=0.6, vmin=0, vmax=1,
-                            extent=(0, width, height, 0), interpolation="nearest")
+                axis.imshow(
+                    weights / max(float(weights.max()), 1e-12),
+                    cmap="magma",
+                    alpha=0.6,
+                    vmin=0,
+                    vmax=1,
+                    extent=(0, width, height, 0),
+                    interpolation="nearest",
+                )
                 if targets is not None:
                     x, y = targets[clip, t]
-                    axis.plot(x, y, marker="o", markersize=9, markerfacecolor="none", markeredgecolor="cyan",
-                              markeredgewidth=1.2)
+                    axis.plot(
+                        x,
+                        y,
+                        marker="o",
+                        markersize=9,
+                        markerfacecolor="none",
+                        markeredgecolor="cyan",
+                        markeredgewidth=1.2,
+                    )
                 axis.set_xticks([])
                 axis.set_yticks([])
                 if t == 0:
                     axis.set_ylabel(f"clip {clip}\n{name}", fontsize=7)
                 if clip == 0 and row == 0:
                     axis.set_title(f"frame {t + 1}", fontsize=7)
-    figure.suptitle(title or "attention of the coarse and fine queries (last encoder layer); circle: target",
-                    fontsize=8)
+    figure.suptitle(
+        title or "attention of the coarse and fine queries (last encoder layer); circle: target", fontsize=8
+    )
     figure.tight_layout()
     _save(figure, path)
 

@@ -18,8 +18,8 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
-from fovea.io import write_text_atomic
 from fovea.errors import FoveaUserError
+from fovea.io import write_text_atomic
 from fovea.params import Params, ParamsError, parse_params
 
 
@@ -75,9 +75,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def merge_overrides(
-    target: MutableMapping[str, Any], overrides: Mapping[str, Any], prefix: str = ""
-) -> list[Change]:
+def merge_overrides(target: MutableMapping[str, Any], overrides: Mapping[str, Any], prefix: str = "") -> list[Change]:
     """Merge ``overrides`` into ``target`` in place, mapping by mapping at every depth.
 
     A mapping merges into a mapping; any other value (scalar, list) replaces what was there.

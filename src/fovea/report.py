@@ -79,7 +79,9 @@ class Experiment:
 
 
 def _dvc_json(repo: Path, *args: str):
-    result = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], cwd=repo, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args, "--json"], cwd=repo, check=False, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise ReportError(f"dvc {' '.join(args)} failed in {repo}:\n{result.stderr.strip()}")
     return json.loads(result.stdout or "[]")
@@ -89,7 +91,9 @@ def _clips_at(repo: Path, rev: str) -> dict | None:
     if rev == "workspace":
         path = repo / CLIPS_FILE
         return json.loads(path.read_text()) if path.is_file() else None
-    shown = subprocess.run(["git", "show", f"{rev}:{CLIPS_FILE}"], cwd=repo, capture_output=True, text=True)
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{CLIPS_FILE}"], cwd=repo, check=False, capture_output=True, text=True
+    )
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
@@ -144,8 +148,14 @@ def save_runs(experiments: list[Experiment], directory: Path) -> None:
     for old in directory.glob("*.json"):
         old.unlink()
     for exp in experiments:
-        record = {"name": exp.name, "rev": exp.rev, "params": exp.params, "metrics": exp.metrics, "clips": exp.clips,
-                  "in_workspace": exp.in_workspace}
+        record = {
+            "name": exp.name,
+            "rev": exp.rev,
+            "params": exp.params,
+            "metrics": exp.metrics,
+            "clips": exp.clips,
+            "in_workspace": exp.in_workspace,
+        }
         (directory / f"{exp.name}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -186,17 +196,22 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
         return [], []
     setups = [setup_of(exp) for exp in experiments]
     keys = [json.dumps(setup, sort_keys=True, default=str) for setup in setups]
-    workspace = [key for exp, key in zip(experiments, keys) if exp.rev == "workspace" or exp.in_workspace]
+    workspace = [key for exp, key in zip(experiments, keys, strict=False) if exp.rev == "workspace" or exp.in_workspace]
     reference_key = workspace[0] if workspace else max(set(keys), key=keys.count)
     reference = setups[keys.index(reference_key)]
     kept, left_out = [], []
-    for exp, theirs, key in zip(experiments, setups, keys):
+    for exp, theirs, key in zip(experiments, setups, keys, strict=False):
         if key == reference_key:
             kept.append(exp)
             continue
-        diffs = sorted(k for k in set(theirs) | set(reference)
-                       if json.dumps(theirs.get(k), default=str) != json.dumps(reference.get(k), default=str))
-        left_out.append((exp, ", ".join(f"{k}={theirs.get(k)!r}" for k in diffs[:4]) + (" ..." if len(diffs) > 4 else "")))
+        diffs = sorted(
+            k
+            for k in set(theirs) | set(reference)
+            if json.dumps(theirs.get(k), default=str) != json.dumps(reference.get(k), default=str)
+        )
+        left_out.append(
+            (exp, ", ".join(f"{k}={theirs.get(k)!r}" for k in diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
+        )
     return kept, left_out
 
 
@@ -315,15 +330,36 @@ class HeadSummary:
 
 # Run metrics shown as the mean over seeds; the lower ends of per-run intervals as their minimum,
 # which is what the signal rule reads.
-MEAN_KEYS = ("loss_fine_late", "loss_coarse_late", "ratio", "copy_loss", "fine_win_rate", "copy_gap",
-             "copy_gap_ci_low", "h_mean_gap", "h_mean_gap_ci_low", "h_shuffle_gap", "h_shuffle_gap_ci_low",
-             "val_train_gap", "train_ratio_last100", "head_params", "train_steps", "num_clips")
+MEAN_KEYS = (
+    "loss_fine_late",
+    "loss_coarse_late",
+    "ratio",
+    "copy_loss",
+    "fine_win_rate",
+    "copy_gap",
+    "copy_gap_ci_low",
+    "h_mean_gap",
+    "h_mean_gap_ci_low",
+    "h_shuffle_gap",
+    "h_shuffle_gap_ci_low",
+    "val_train_gap",
+    "train_ratio_last100",
+    "head_params",
+    "train_steps",
+    "num_clips",
+)
 
 
 def _means(runs: list[Experiment]) -> dict[str, float]:
-    return {key: float((np.min if key.endswith("_ci_low") else np.mean)(
-                [run.metrics[key] for run in runs if run.metrics.get(key) is not None]))
-            for key in MEAN_KEYS if any(run.metrics.get(key) is not None for run in runs)}
+    return {
+        key: float(
+            (np.min if key.endswith("_ci_low") else np.mean)(
+                [run.metrics[key] for run in runs if run.metrics.get(key) is not None]
+            )
+        )
+        for key in MEAN_KEYS
+        if any(run.metrics.get(key) is not None for run in runs)
+    }
 
 
 def _interval(replicates: np.ndarray) -> tuple[float, float] | None:
@@ -358,8 +394,15 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
         film_runs = by_head.get(BASELINE_HEAD, {})
         for head in sorted(by_head, key=lambda name: (name != BASELINE_HEAD, name)):
             runs = [by_head[head][s] for s in sorted(by_head[head])]
-            summary = HeadSummary(task, protocol, head, runs, float(np.mean([r.metrics["ratio_late"] for r in runs])),
-                                  None, means=_means(runs))
+            summary = HeadSummary(
+                task,
+                protocol,
+                head,
+                runs,
+                float(np.mean([r.metrics["ratio_late"] for r in runs])),
+                None,
+                means=_means(runs),
+            )
             summaries.append(summary)
             if not (comparable and all(run.clips for run in runs)):
                 continue  # no per-clip losses: the mean of the runs' ratios, without an interval
@@ -394,7 +437,7 @@ def comparison_json(summaries: list[HeadSummary]) -> dict:
     return {
         "ci_level": CI_LEVEL,
         "estimator": "pooled ratio of summed per-clip losses over seeds and clips, frames 3..T; "
-                     "crossed bootstrap (one clip resample shared by every seed and head, one seed resample)",
+        "crossed bootstrap (one clip resample shared by every seed and head, one seed resample)",
         "rows": [summary.as_row() for summary in summaries],
     }
 
@@ -464,9 +507,11 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
     ]
     for s in summaries:
         for run in s.runs:
-            lines.append(f"| {run.name} | {s.task} | {s.protocol} | {s.head} | {run.seed} | "
-                         f"{run.metrics['ratio_late']:.4f} | {run.metrics['ratio']:.4f} | "
-                         f"{int(run.metrics.get('num_clips', 0))} |")
+            lines.append(
+                f"| {run.name} | {s.task} | {s.protocol} | {s.head} | {run.seed} | "
+                f"{run.metrics['ratio_late']:.4f} | {run.metrics['ratio']:.4f} | "
+                f"{int(run.metrics.get('num_clips', 0))} |"
+            )
     if left_out:
         lines += ["", "Left out: runs whose other params differ from the compared setup:", ""]
         lines += [f"- {exp.name} ({exp.head}, seed {exp.seed}): {diff}" for exp, diff in left_out]

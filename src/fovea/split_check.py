@@ -71,14 +71,18 @@ def check_split(videos_dir: Path, val_fraction: float) -> tuple[dict[str, int], 
     """
     counts = split_counts(video_keys(videos_dir), val_fraction)
     total = counts["train"] + counts["val"]
-    described = (f"{total} clips in {videos_dir} split by a hash of each key at data.val_fraction "
-                 f"{val_fraction}: train {counts['train']}, val {counts['val']}")
+    described = (
+        f"{total} clips in {videos_dir} split by a hash of each key at data.val_fraction "
+        f"{val_fraction}: train {counts['train']}, val {counts['val']}"
+    )
     if counts["val"] == 0:
         raise SplitError(f"no clip falls in the val split ({described}); raise data.val_fraction or add clips")
     if counts["train"] == 0:
         raise SplitError(f"no clip falls in the train split ({described}); lower data.val_fraction or add clips")
     warning = None
     if small_val_split(counts["val"]):
-        warning = (f"warning: only {counts['val']} val clips ({described}); intervals over fewer than "
-                   f"{MIN_VAL_CLIPS} clips are wide or degenerate: raise data.val_fraction or add clips")
+        warning = (
+            f"warning: only {counts['val']} val clips ({described}); intervals over fewer than "
+            f"{MIN_VAL_CLIPS} clips are wide or degenerate: raise data.val_fraction or add clips"
+        )
     return counts, warning

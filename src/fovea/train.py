@@ -12,9 +12,10 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,12 +23,12 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fovea.errors import FoveaUserError
+from fovea.compute import make_accelerator
 from fovea.data.shards import latents_train_dataset
+from fovea.errors import FoveaUserError
 from fovea.io import atomic_directory
 from fovea.models.init import init_from_checkpoint
 from fovea.models.vlm import FoveatedVLM, VLMConfig
-from fovea.compute import make_accelerator
 from fovea.params import Params, TrainParams
 
 LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
@@ -98,8 +99,10 @@ def accumulate_gradients(
     still on the device (the step's one host transfer is the caller's, for logging)."""
     if accelerator.gradient_accumulation_steps != cfg.grad_accum:
         # accelerate divides each micro-batch's loss by its own count and syncs on that count.
-        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
-                         f"train.grad_accum is {cfg.grad_accum}")
+        raise ValueError(
+            f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
+            f"train.grad_accum is {cfg.grad_accum}"
+        )
     device = accelerator.device
     totals = torch.zeros(len(LOSS_NAMES), device=device)
     for _ in range(cfg.grad_accum):
@@ -157,9 +160,11 @@ def train(
     # Before the optimizer, compile and prepare: they wrap or rename the parameters.
     init_report = init_from_checkpoint(model, Path(cfg.init_from)) if cfg.init_from else None
     if init_report and accelerator.is_main_process:
-        print(f"train: init from {init_report['checkpoint']}: {init_report['loaded']} loaded, "
-              f"{init_report['skipped']} skipped {init_report['skipped_by_reason']}"
-              + (f" ({init_report['reason']})" if init_report["reason"] else ""))
+        print(
+            f"train: init from {init_report['checkpoint']}: {init_report['loaded']} loaded, "
+            f"{init_report['skipped']} skipped {init_report['skipped_by_reason']}"
+            + (f" ({init_report['reason']})" if init_report["reason"] else "")
+        )
     if cfg.detach_h:
         model.train_only_head()
     model.train()
@@ -184,7 +189,7 @@ def train(
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
 
-        values = dict(zip(LOSS_NAMES, accelerator.reduce(totals, reduction="mean").tolist()))
+        values = dict(zip(LOSS_NAMES, accelerator.reduce(totals, reduction="mean").tolist(), strict=False))
         if not all(math.isfinite(v) for v in values.values()):
             raise TrainingDiverged(
                 f"non-finite loss at step {step}: "

@@ -109,8 +109,12 @@ def make_control_clip(
         _draw(base, cell, COLOURS[colour_name])
     if motion == "pan":
         _draw(base, start, COLOURS[colour_name])
-        frames = np.stack([np.roll(base, (t * step[1] * CELL_PIXELS, t * step[0] * CELL_PIXELS), axis=(0, 1))
-                           for t in range(num_frames)])
+        frames = np.stack(
+            [
+                np.roll(base, (t * step[1] * CELL_PIXELS, t * step[0] * CELL_PIXELS), axis=(0, 1))
+                for t in range(num_frames)
+            ]
+        )
     else:
         frames = np.repeat(base[None], num_frames, axis=0)
         for frame, cell in zip(frames, path, strict=True):

@@ -54,9 +54,7 @@ _DECODE_FAILURES: tuple[type[BaseException], ...] = (
 
 def check_frames(frames: np.ndarray) -> None:
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
-            f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
-        )
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     if frames.shape[0] == 0:
         raise ValueError("expected at least one frame, got none")
 
@@ -335,9 +333,7 @@ def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledC
     frames = _stack([rgb[index] for index, _ in picked])
     start = sample_times[0]
     times = [round(time - start, 6) for _, time in picked]
-    return SampledClip(
-        resize_center_crop(frames, size), [index for index, _ in picked], total, times
-    )
+    return SampledClip(resize_center_crop(frames, size), [index for index, _ in picked], total, times)
 
 
 class VideoInfo(NamedTuple):

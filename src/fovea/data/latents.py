@@ -19,14 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fovea.data.shards import (
-    SHARD_PATTERN,
-    ShardSink,
-    VideoSample,
-    iter_video_samples,
-    latent_sample_files,
-    list_shards,
-)
+from fovea.data.decode import ClipTooShortError, VideoDecodeError, load_clip
 from fovea.data.manifest import (
     MAX_SKIP_EXAMPLES,
     SKIP_REASONS,
@@ -35,8 +28,15 @@ from fovea.data.manifest import (
     LatentCacheError,
     write_manifest,
 )
+from fovea.data.shards import (
+    SHARD_PATTERN,
+    ShardSink,
+    VideoSample,
+    iter_video_samples,
+    latent_sample_files,
+    list_shards,
+)
 from fovea.data.split import split_of
-from fovea.data.decode import ClipTooShortError, VideoDecodeError, load_clip
 from fovea.io import atomic_directory
 
 if TYPE_CHECKING:
@@ -149,8 +149,7 @@ def _encode_batch(encode: Encoder, frames: np.ndarray) -> np.ndarray:
     latents = np.asarray(latents)
     if latents.ndim != 4 or latents.shape[0] != batch * steps:
         raise LatentCacheError(
-            f"encode returned shape {latents.shape} for {batch * steps} frames; "
-            "expected [N, C, h, w]"
+            f"encode returned shape {latents.shape} for {batch * steps} frames; expected [N, C, h, w]"
         )
     half = latents.astype(np.float16)
     if not np.isfinite(half).all():
@@ -216,8 +215,9 @@ def _cache_part(
             }
             if clip.times is not None:
                 metadata["frame_times"] = clip.times
-            sinks[split].write(clip.sample.key, latent_sample_files(clip.frames, clip_latents, clip.sample.caption,
-                                                                    metadata))
+            sinks[split].write(
+                clip.sample.key, latent_sample_files(clip.frames, clip_latents, clip.sample.caption, metadata)
+            )
             part.kept[split] += 1
 
     def flush() -> None:

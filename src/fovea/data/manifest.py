@@ -4,7 +4,6 @@ processes), the shapes and latent statistics, and the checks that the result is 
 from __future__ import annotations
 
 import json
-
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fovea.errors import FoveaUserError
 from fovea.data.shards import list_shards
+from fovea.errors import FoveaUserError
 
 if TYPE_CHECKING:
     from fovea.data.latents import LatentSettings
@@ -49,9 +48,11 @@ class LatentStats:
         self.count += values.size // values.shape[channel_axis]
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count,
-                "total": None if self.total is None else self.total.tolist(),
-                "total_sq": None if self.total_sq is None else self.total_sq.tolist()}
+        return {
+            "count": self.count,
+            "total": None if self.total is None else self.total.tolist(),
+            "total_sq": None if self.total_sq is None else self.total_sq.tolist(),
+        }
 
     def merge(self, other: dict[str, Any]) -> None:
         if other["total"] is None:
@@ -88,9 +89,14 @@ class CachePart:
     stats: LatentStats = field(default_factory=LatentStats)
 
     def to_json(self) -> dict[str, Any]:
-        return {"seen": self.seen, "kept": dict(self.kept), "skipped": dict(self.skipped),
-                "skip_examples": self.skip_examples, "latents_shape": self.latents_shape,
-                "stats": self.stats.to_json()}
+        return {
+            "seen": self.seen,
+            "kept": dict(self.kept),
+            "skipped": dict(self.skipped),
+            "skip_examples": self.skip_examples,
+            "latents_shape": self.latents_shape,
+            "stats": self.stats.to_json(),
+        }
 
     def merge(self, other: dict[str, Any]) -> None:
         self.seen += other["seen"]

@@ -66,9 +66,7 @@ def _check_key(key: str) -> None:
     # WebDataset groups tar members into samples by the basename up to the first dot, so a
     # key with a dot or slash would be split into wrong samples on reading.
     if not key or "." in key or "/" in key or key.startswith("_"):
-        raise ValueError(
-            f"invalid sample key {key!r}: must be non-empty, without '.', '/' or leading '_'"
-        )
+        raise ValueError(f"invalid sample key {key!r}: must be non-empty, without '.', '/' or leading '_'")
 
 
 class ShardSink:
@@ -153,9 +151,7 @@ def latent_sample_files(
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
     if latents.dtype != np.float16 or latents.ndim != 4:
-        raise ValueError(
-            f"latents must be float16 [T, C, h, w], got {latents.dtype} {latents.shape}"
-        )
+        raise ValueError(f"latents must be float16 [T, C, h, w], got {latents.dtype} {latents.shape}")
     if frames.shape[0] != latents.shape[0]:
         raise ValueError(f"frames have {frames.shape[0]} steps but latents {latents.shape[0]}")
     return {
@@ -190,9 +186,7 @@ def iter_samples(directory: Path) -> Iterator[dict[str, Any]]:
     Raises:
         FileNotFoundError: the directory holds no shards.
     """
-    pipeline = wds.DataPipeline(
-        wds.SimpleShardList(_shard_urls(directory)), wds.tarfile_to_samples()
-    )
+    pipeline = wds.DataPipeline(wds.SimpleShardList(_shard_urls(directory)), wds.tarfile_to_samples())
     yield from pipeline
 
 

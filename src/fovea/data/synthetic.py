@@ -82,9 +82,7 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         return np.abs(dx) + np.abs(dy) <= 1.0
     if shape == "cross":
         arm = 0.33
-        return ((np.abs(dx) <= arm) & (np.abs(dy) <= 1.0)) | (
-            (np.abs(dy) <= arm) & (np.abs(dx) <= 1.0)
-        )
+        return ((np.abs(dx) <= arm) & (np.abs(dy) <= 1.0)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= 1.0))
     if shape == "ring":
         radius2 = dx**2 + dy**2
         return (radius2 <= 1.0) & (radius2 >= 0.55**2)
@@ -114,9 +112,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict[s
     elif kind == "stripes":
         period = float(rng.uniform(6, 14)) * size / 64
         xs = np.arange(size, dtype=np.float32)
-        image += (
-            6.0 * np.sign(np.sin(2 * math.pi * (xs[None, :] + xs[:, None]) / period))[..., None]
-        )
+        image += 6.0 * np.sign(np.sin(2 * math.pi * (xs[None, :] + xs[:, None]) / period))[..., None]
     background = np.clip(image, 0, 255).astype(np.uint8)
     return background, {"kind": kind, "base_rgb": [int(c) for c in base]}
 
@@ -137,9 +133,7 @@ def make_clip(seed: int, index: int, num_frames: int, size: int, sprites: int) -
         velocity (pixels/frame; sprites bounce off the walls, so the direction can flip later).
     """
     if num_frames < 1 or size < 8 or sprites < 1:
-        raise ValueError(
-            f"need num_frames >= 1, size >= 8, sprites >= 1; got {num_frames}, {size}, {sprites}"
-        )
+        raise ValueError(f"need num_frames >= 1, size >= 8, sprites >= 1; got {num_frames}, {size}, {sprites}")
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got {seed}, {index}")
     rng = np.random.default_rng([seed, index])
@@ -154,9 +148,7 @@ def make_clip(seed: int, index: int, num_frames: int, size: int, sprites: int) -
     for shape, colour, sector in zip(shapes, colours, sectors, strict=True):
         # Rounded so the metadata (3 decimals in JSON) describes exactly what is drawn.
         half = round(float(rng.uniform(*_HALF_SIZE_RANGE)) * size, 3)
-        angle = sector * math.pi / 4 + float(
-            rng.uniform(-_DIRECTION_JITTER_RAD, _DIRECTION_JITTER_RAD)
-        )
+        angle = sector * math.pi / 4 + float(rng.uniform(-_DIRECTION_JITTER_RAD, _DIRECTION_JITTER_RAD))
         speed = float(rng.uniform(*_SPEED_RANGE_AT_64)) * speed_scale
         # Image y points down, hence the minus sign.
         velocity = (round(speed * math.cos(angle), 3), round(-speed * math.sin(angle), 3))
@@ -190,9 +182,7 @@ def make_clip(seed: int, index: int, num_frames: int, size: int, sprites: int) -
         for spec, position, velocity in zip(sprite_specs, positions, velocities, strict=True):
             _advance(position, velocity, spec["size"] / 2, size)
 
-    caption = ", ".join(
-        f"a {s['colour']} {s['shape']} moving {s['direction']}" for s in sprite_specs
-    )
+    caption = ", ".join(f"a {s['colour']} {s['shape']} moving {s['direction']}" for s in sprite_specs)
     metadata = {"sprites": sprite_specs, "background": background_meta}
     return SyntheticClip(frames=frames, caption=caption, metadata=metadata)
 

@@ -75,9 +75,7 @@ def sincos_positions(height: int, width: int, dim: int) -> torch.Tensor:
 
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     row_dim = dim // 2
-    return torch.cat(
-        [encode(height, rows.flatten(), row_dim), encode(width, cols.flatten(), dim - row_dim)], dim=1
-    )
+    return torch.cat([encode(height, rows.flatten(), row_dim), encode(width, cols.flatten(), dim - row_dim)], dim=1)
 
 
 class PositionEmbedding(nn.Module):

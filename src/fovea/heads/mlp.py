@@ -26,9 +26,7 @@ class MLPHead(nn.Module):
         hidden: int = 1024,
     ):
         super().__init__()
-        check_positive(
-            h_dim=h_dim, latent_channels=latent_channels, height=height, width=width, hidden=hidden
-        )
+        check_positive(h_dim=h_dim, latent_channels=latent_channels, height=height, width=width, hidden=hidden)
         self.latent_shape = (latent_channels, height, width)
         latent_size = latent_channels * height * width
         self.layers = nn.Sequential(

@@ -8,7 +8,8 @@ A head is an ``nn.Module`` whose constructor takes the sizes the model decides
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -54,9 +55,7 @@ def check_head_options(name: str, options: dict[str, Any]) -> None:
     valid = head_option_names(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(
-            f"heads.{name}: unknown option(s) {unknown}; valid options: {', '.join(valid) or 'none'}"
-        )
+        raise ValueError(f"heads.{name}: unknown option(s) {unknown}; valid options: {', '.join(valid) or 'none'}")
 
 
 def build_head(name: str, **sizes_and_options: Any) -> nn.Module:

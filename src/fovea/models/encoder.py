@@ -121,9 +121,7 @@ class DeepQueryEncoder(nn.Module):
                 hidden = layer(hidden)
         return PatchCache(keys, values)
 
-    def read(
-        self, cache: PatchCache, queries: torch.Tensor, allowed: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def read(self, cache: PatchCache, queries: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """Queries [N, D_enc] (one per frame) -> visual tokens [N, out_dim].
 
         The query steers where every layer reads (it is added to the stream only to form that
@@ -150,7 +148,7 @@ class DeepQueryEncoder(nn.Module):
         x = torch.zeros_like(steer)
         mask = None if allowed is None else allowed[:, None, None, :]
         attention = None
-        layers = list(zip(self.dinov2.encoder.layer, cache.keys, cache.values))
+        layers = list(zip(self.dinov2.encoder.layer, cache.keys, cache.values, strict=False))
         for index, (layer, keys, values) in enumerate(layers):
             projections = attention_projections(layer.attention)
             q = self._split_heads(projections.query(layer.norm1(x + steer)))

@@ -85,7 +85,8 @@ def init_from_checkpoint(model: FoveatedVLM, checkpoint_dir: Path) -> dict[str, 
     Returns:
         A JSON-serialisable report: ``checkpoint``, ``saved_head``, ``head_loaded``, ``loaded``
         (model weights copied), ``skipped`` (model weights left as built) with ``skipped_by_reason``
-        and the first names in ``skipped_names``, ``unused`` (checkpoint weights not copied) and ``reason`` (why the head was skipped; None when it was loaded).
+        and the first names in ``skipped_names``, ``unused`` (checkpoint weights not copied) and
+        ``reason`` (why the head was skipped; None when it was loaded).
 
     Raises:
         CheckpointInitError: not a checkpoint of this project, or the encoder/LLM differ.

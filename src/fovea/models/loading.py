@@ -8,13 +8,13 @@ local copy and the hub is never contacted for it, so runs work with no network (
 
 from __future__ import annotations
 
-from fovea.errors import FoveaUserError
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from huggingface_hub import constants as hub_constants
+
+from fovea.errors import FoveaUserError
 
 T = TypeVar("T")
 

@@ -82,9 +82,7 @@ def fit_tiny_vae(frames: np.ndarray, params: VaeParams, seed: int) -> Autoencode
 
 
 def load_vae(name_or_path: str | Path) -> AutoencoderKL:
-    vae = load_pretrained(
-        AutoencoderKL.from_pretrained, str(name_or_path), "vae.name", torch_dtype=torch.float32
-    )
+    vae = load_pretrained(AutoencoderKL.from_pretrained, str(name_or_path), "vae.name", torch_dtype=torch.float32)
     return vae.eval()
 
 

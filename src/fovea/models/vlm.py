@@ -59,7 +59,7 @@ class VLMConfig:
     residual: bool = False
 
     @classmethod
-    def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> "VLMConfig":
+    def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> VLMConfig:
         return cls(
             head=params.head,
             head_options=params.head_options(),
@@ -170,14 +170,17 @@ class FoveatedVLM(nn.Module):
 
     # ----------------------------------------------------------------------------------- build
     @classmethod
-    def build(cls, config: VLMConfig) -> "FoveatedVLM":
+    def build(cls, config: VLMConfig) -> FoveatedVLM:
         """Build from names: pretrained models are loaded, ``tiny`` ones are initialised."""
         tiny = config.tiny
         dinov2 = load_dinov2(
             config.encoder,
             tiny_dinov2_config(
-                tiny["encoder_dim"], tiny["encoder_layers"], tiny["attention_heads"],
-                tiny["patch_size"], config.frame_size,
+                tiny["encoder_dim"],
+                tiny["encoder_layers"],
+                tiny["attention_heads"],
+                tiny["patch_size"],
+                config.frame_size,
             ),
         )
         llm = load_llm(config.llm, tiny_llama_config(tiny["llm_dim"], tiny["llm_layers"], tiny["attention_heads"]))
@@ -193,7 +196,7 @@ class FoveatedVLM(nn.Module):
         save_model(self, str(directory / WEIGHTS_FILE))
 
     @classmethod
-    def load(cls, directory: Path) -> "FoveatedVLM":
+    def load(cls, directory: Path) -> FoveatedVLM:
         """Rebuild from the saved configs (no hub access) and load the saved weights."""
         directory = Path(directory)
         raw = json.loads((directory / CONFIG_FILE).read_text())

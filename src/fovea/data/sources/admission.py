@@ -66,9 +66,7 @@ def admit_video(video: bytes, max_bytes: int) -> VideoInfo | Rejection:
         return Rejection("not_video", str(error))
 
 
-def admit(
-    key: str, video: bytes, data: DataParams, report: SourceReport, **context: str
-) -> VideoInfo | None:
+def admit(key: str, video: bytes, data: DataParams, report: SourceReport, **context: str) -> VideoInfo | None:
     """The video's info if it may be written; otherwise it is counted (skipped or filtered)."""
     outcome = admit_video(video, data.max_bytes)
     if isinstance(outcome, Rejection):

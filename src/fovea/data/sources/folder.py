@@ -42,11 +42,7 @@ def _read_captions(location: str) -> dict[str, str]:
 
 def _list_videos(root: Path) -> list[Path]:
     return sorted(
-        (
-            path
-            for path in root.rglob("*")
-            if path.is_file() and path.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS
-        ),
+        (path for path in root.rglob("*") if path.is_file() and path.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS),
         key=lambda path: path.relative_to(root).as_posix(),
     )
 

@@ -68,8 +68,7 @@ class SourceReport:
         raise VideoSourceError(
             f"no usable videos from the {self.source} source ({self.origin}): "
             f"{self.entries} entries, {self.filtered_by_duration} filtered by duration, "
-            f"{self.tried} tried; skipped: {self.skip_summary()}"
-            + (f"; e.g. {'; '.join(firsts)}" if firsts else "")
+            f"{self.tried} tried; skipped: {self.skip_summary()}" + (f"; e.g. {'; '.join(firsts)}" if firsts else "")
         )
 
     def as_dict(self, shards: int) -> dict[str, Any]:

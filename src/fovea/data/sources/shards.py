@@ -43,9 +43,7 @@ def _open_shard(url: str, data: DataParams) -> Any:
         import aiohttp  # fsspec's HTTP backend; only needed for URLs
 
         # Stream (block_size 0): a tar is read front to back, and plain servers lack ranges.
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=data.connect_timeout, sock_read=data.read_timeout
-        )
+        timeout = aiohttp.ClientTimeout(sock_connect=data.connect_timeout, sock_read=data.read_timeout)
         return fsspec.open(url, "rb", block_size=0, client_kwargs={"timeout": timeout})
     return fsspec.open(url, "rb")
 

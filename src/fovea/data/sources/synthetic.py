@@ -24,9 +24,7 @@ def synthetic_key(index: int) -> str:
 def synthetic_clip(data: DataParams, index: int) -> SyntheticClip:
     """Clip ``index`` of the synthetic task ``data.task``, drawn from ``data.seed``."""
     if data.task == "control":
-        return make_control_clip(
-            data.seed, index, data.frames_per_clip, data.size, data.distractors, data.motion
-        )
+        return make_control_clip(data.seed, index, data.frames_per_clip, data.size, data.distractors, data.motion)
     return make_clip(data.seed, index, data.frames_per_clip, data.size, data.sprites)
 
 
@@ -34,9 +32,7 @@ def _check_control_fits(data: DataParams) -> None:
     if data.task != "control":
         return
     if data.size % CELL_PIXELS:
-        raise ValueError(
-            f"data.size ({data.size}) must be a multiple of {CELL_PIXELS} for the control task"
-        )
+        raise ValueError(f"data.size ({data.size}) must be a multiple of {CELL_PIXELS} for the control task")
     cells = (data.size // CELL_PIXELS) ** 2
     # The target's path may cover up to one cell per frame; distractors sit on the others.
     free = max(0, cells - data.frames_per_clip)

@@ -34,8 +34,8 @@ from fovea.data.sources.report import SourceReport
 from fovea.data.sources.webvid.cache import DownloadCache, default_cache_dir
 from fovea.data.sources.webvid.download import (
     DownloadSettings,
-    FetchFailure,
     Fetched,
+    FetchFailure,
     fetch_video,
     new_session,
 )

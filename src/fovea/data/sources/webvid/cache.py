@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fovea.data.sources.webvid.download import FetchFailure, Fetched
+from fovea.data.sources.webvid.download import Fetched, FetchFailure
 from fovea.data.sources.webvid.listing import WebVidEntry
 from fovea.io import write_bytes_atomic
 

@@ -25,9 +25,7 @@ __all__ = ["DownloadSettings", "FetchFailure", "Fetched", "fetch_video", "new_se
 # Statuses worth another attempt: the server may answer differently in a moment.
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Content types that are certainly not a video (error pages, JSON APIs).
-_TEXT_TYPE = re.compile(
-    r"^\s*(text/|application/(json|xml|xhtml\+xml|javascript)\b)", re.IGNORECASE
-)
+_TEXT_TYPE = re.compile(r"^\s*(text/|application/(json|xml|xhtml\+xml|javascript)\b)", re.IGNORECASE)
 _CHUNK_BYTES = 1 << 16
 
 
@@ -103,9 +101,7 @@ def _check_url(url: str) -> FetchFailure | None:
     return None
 
 
-def _fetch_once(
-    session: requests.Session, url: str, settings: DownloadSettings
-) -> Fetched | FetchFailure:
+def _fetch_once(session: requests.Session, url: str, settings: DownloadSettings) -> Fetched | FetchFailure:
     deadline = time.monotonic() + settings.total_timeout
     try:
         with session.get(
@@ -138,8 +134,7 @@ def _fetch_once(
                 if time.monotonic() > deadline:
                     return FetchFailure(
                         "timeout",
-                        f"download not finished after {settings.total_timeout:g}s "
-                        f"({received} bytes)",
+                        f"download not finished after {settings.total_timeout:g}s ({received} bytes)",
                         permanent=False,
                     )
                 chunks.append(chunk)

@@ -70,9 +70,7 @@ def _is_url(location: str) -> bool:
     return urlsplit(location).scheme.lower() in ("http", "https")
 
 
-def read_url_list(
-    location: str, connect_timeout: float = 10.0, read_timeout: float = 60.0
-) -> pd.DataFrame:
+def read_url_list(location: str, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> pd.DataFrame:
     """Read a WebVid-format list: CSV (optionally gzipped) or parquet, local or http(s).
 
     The format comes from the name (``.parquet``/``.pq``) or the parquet magic bytes; anything
@@ -109,8 +107,7 @@ def read_url_list(
             )
     except ImportError as error:
         raise VideoSourceError(
-            f"reading parquet list {location!r} needs pyarrow or fastparquet "
-            f"(pip install pyarrow): {error}"
+            f"reading parquet list {location!r} needs pyarrow or fastparquet (pip install pyarrow): {error}"
         ) from error
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise VideoSourceError(f"cannot parse data.url_list {location!r}: {error}") from error
