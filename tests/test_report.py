@@ -165,6 +165,8 @@ def test_json_rows_carry_the_documented_fields(summaries):
         ):
             assert key in row
         assert len(row["ratio_late_ci"]) == 2 and row["protocol"] == "both_passes"
+        assert row["ratio"] == row["ratio_late"] and row["ratio_ci"] == row["ratio_late_ci"]
+        assert row["ratio_all_frames"] == 1.0  # the runs' all-frames ratio, under its own name
         assert row["proposal_criterion"] is None  # the proposal's criteria are for fine_only runs
     assert rows[0]["diff_vs_film"] is None and rows[1]["diff_vs_film_ci"][0] > 0
 

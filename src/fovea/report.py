@@ -313,6 +313,10 @@ class HeadSummary:
             "task": self.task,
             "protocol": self.protocol,
             "seeds": self.seeds,
+            # The headline (frames 3..T, pooled), under the names of the first report's format too.
+            "ratio": self.ratio,
+            "ratio_ci": list(self.ratio_ci) if self.ratio_ci else None,
+            "ratio_frames": "3..T",
             "ratio_late": self.ratio,
             "ratio_late_ci": list(self.ratio_ci) if self.ratio_ci else None,
             "diff_vs_film": self.diff_vs_film,
@@ -324,7 +328,8 @@ class HeadSummary:
             "signal": has_signal(self.runs),
             "proposal_criterion": self.proposal_criterion(),
             "runs": [run.name for run in self.runs],
-            **self.means,
+            # the runs' all-frames ratio, renamed so it cannot be taken for the headline
+            **{("ratio_all_frames" if key == "ratio" else key): value for key, value in self.means.items()},
         }
 
 
