@@ -57,7 +57,11 @@ def main() -> None:
         )
     experiments, left_out = same_setup(found)
     if not experiments:
-        raise ReportError("no experiment has metrics/eval.json yet: run `dvc repro` or `dvc exp run` first")
+        raise ReportError(
+            "no experiment has metrics/eval.json from the current code yet"
+            + (f" ({len(left_out)} left out: {left_out[0][1]})" if left_out else "")
+            + ": run `dvc repro` or `dvc exp run` first"
+        )
     summaries = summarize_heads(experiments, samples=args.bootstrap, seed=args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -120,16 +120,33 @@ def test_h_ablation_gap_is_zero_for_a_head_that_ignores_h(tiny_model):
     # and fine equals coarse: with h ignored the two passes predict the same
     assert metrics["ratio"] == pytest.approx(1.0) and metrics["ratio_late"] == pytest.approx(1.0)
     # h is worth nothing, so the share of its worth the fine read adds is undefined
-    assert np.isnan(metrics["fovea_gain"])
+    assert metrics["fovea_gain"] is None and metrics["fovea_gain_ci_low"] is None
 
 
 def test_h_ablation_gap_is_not_zero_for_a_head_that_uses_h(tiny_model):
     metrics = _summary(tiny_model, _val_outputs(tiny_model))
     assert metrics["h_shuffle_gap"] != 0.0 and metrics["h_mean_gap"] != 0.0
-    expected = (metrics["loss_coarse_late"] - metrics["loss_fine_late"]) / (
-        metrics["h_mean_loss"] - metrics["loss_fine_late"]
-    )
-    assert metrics["fovea_gain"] == pytest.approx(expected, rel=1e-4)
+
+
+def _val_with_losses(clips: int = 40, steps: int = 4) -> ValOutputs:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(clips, steps, 1, 2, 2, generator=generator)
+    pred_fine = target + 0.1 * torch.randn(target.shape, generator=generator)
+    pred_coarse = target + 0.12 * torch.randn(target.shape, generator=generator)
+    return ValOutputs(torch.zeros(clips, steps, 3), target, target, pred_fine, pred_coarse)
+
+
+def test_fovea_gain_is_the_share_of_hs_worth_and_only_where_h_is_worth_something():
+    val = _val_with_losses()
+    fine = np.random.default_rng(1).gamma(4.0, 0.05, size=40)
+    late = {"fine": fine, "coarse": fine * 1.1, "copy": fine * 2, "h_mean": fine * 1.2}
+    metrics = summarize(val, late, bootstrap=200, seed=0)
+    assert metrics["fovea_gain"] == pytest.approx(0.5)
+    assert metrics["fovea_gain_ci_low"] <= 0.5 <= metrics["fovea_gain_ci_high"]
+    # h worth nothing (its gap's interval reaches 0): the share is undefined, written as null
+    noise = np.random.default_rng(2).normal(0, 0.001, size=40)
+    metrics = summarize(val, {**late, "h_mean": fine + noise}, bootstrap=200, seed=0)
+    assert metrics["h_mean_gap_ci_low"] <= 0 and metrics["fovea_gain"] is None
 
 
 def test_summary_fields_are_consistent(tiny_model):
@@ -138,7 +155,7 @@ def test_summary_fields_are_consistent(tiny_model):
     assert metrics["num_clips"] == 6
     assert metrics["ratio"] == pytest.approx(metrics["loss_coarse"] / metrics["loss_fine"])
     assert metrics["ratio_late"] == pytest.approx(metrics["loss_coarse_late"] / metrics["loss_fine_late"])
-    for name in ("ratio", "ratio_late", "fovea_gain"):
+    for name in ("ratio", "ratio_late"):
         assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"], name
     assert 0.0 <= metrics["fine_win_rate"] <= 1.0
     assert len(metrics["per_frame_loss_fine"]) == len(metrics["per_frame_loss_coarse"]) == 4

@@ -169,9 +169,13 @@ def summarize(val: ValOutputs, late: dict[str, np.ndarray], bootstrap: int, seed
         # > 0: the head uses what is specific to the clip in h.
         "h_mean_loss": float(h_mean.mean()),
         **_gap("h_mean_gap", h_mean, fine, draws),
-        "fovea_gain": share_of_gap(coarse, fine, h_mean),
-        **_interval("fovea_gain", share_of_gap_replicates(draws, coarse, fine, h_mean)),
     }
+    # The share of h's worth is defined only where h is clearly worth something; elsewhere its
+    # denominator is noise and the share any number (null in eval.json).
+    h_worth = metrics["h_mean_gap_ci_low"] > 0
+    metrics["fovea_gain"] = share_of_gap(coarse, fine, h_mean) if h_worth else None
+    low, high = finite_interval(share_of_gap_replicates(draws, coarse, fine, h_mean)) if h_worth else (None, None)
+    metrics.update(fovea_gain_ci_low=low, fovea_gain_ci_high=high)
     if "h_shuffled" in late:
         metrics["h_shuffled_loss"] = float(late["h_shuffled"].mean())
         metrics.update(_gap("h_shuffle_gap", late["h_shuffled"], fine, draws))

@@ -26,8 +26,10 @@ from fovea.stats import (
     finite_interval,
     percentile_interval,
     pooled_ratio,
+    seed_t_interval,
     share_of_gap,
     share_of_gap_replicates,
+    widest,
 )
 
 EVAL_FILE = "metrics/eval.json"
@@ -191,9 +193,16 @@ def setup_of(exp: Experiment) -> dict[str, object]:
 
 def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tuple[Experiment, str]]]:
     """Keep the experiments whose setup matches the reference one (the workspace's when it has
-    results, else the most common); return the others with how they differ."""
+    results, else the most common); return the others with how they differ. Runs whose metrics
+    predate ``ratio_late`` (older code) are left out too."""
+    outdated = [
+        (exp, "metrics from older code (no ratio_late): rerun it")
+        for exp in experiments
+        if "ratio_late" not in exp.metrics
+    ]
+    experiments = [exp for exp in experiments if "ratio_late" in exp.metrics]
     if not experiments:
-        return [], []
+        return [], outdated
     setups = [setup_of(exp) for exp in experiments]
     keys = [json.dumps(setup, sort_keys=True, default=str) for setup in setups]
     workspace = [key for exp, key in zip(experiments, keys, strict=False) if exp.rev == "workspace" or exp.in_workspace]
@@ -212,7 +221,7 @@ def same_setup(experiments: list[Experiment]) -> tuple[list[Experiment], list[tu
         left_out.append(
             (exp, ", ".join(f"{k}={theirs.get(k)!r}" for k in diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
         )
-    return kept, left_out
+    return kept, outdated + left_out
 
 
 # ------------------------------------------------------------------------------------- stats
@@ -223,6 +232,11 @@ def _losses(runs: list[Experiment], name: str) -> np.ndarray:
 
 def _ratio_draws(runs: list[Experiment], draws: CrossedDraws) -> np.ndarray:
     return draws.ratios(_losses(runs, "loss_coarse"), _losses(runs, "loss_fine"))
+
+
+def _seed_ratios(runs: list[Experiment]) -> np.ndarray:
+    """Each run's pooled ratio over its clips: [seeds]."""
+    return _losses(runs, "loss_coarse").sum(axis=1) / _losses(runs, "loss_fine").sum(axis=1)
 
 
 def _ratio(runs: list[Experiment]) -> float:
@@ -260,6 +274,8 @@ class HeadSummary:
     fovea_gain: float | None = None
     fovea_gain_ci: tuple[float, float] | None = None
     means: dict[str, float] = field(default_factory=dict)
+    # Why there is no interval, where there is none.
+    no_interval: str | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -281,7 +297,7 @@ class HeadSummary:
         if self.is_baseline:
             return "baseline"
         if self.diff_ci is None:
-            return "no paired film runs"
+            return self.no_interval or "no paired film runs"
         if self.diff_ci[0] > 0:
             return "better than film"
         if self.diff_ci[1] < 0:
@@ -410,10 +426,23 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
             )
             summaries.append(summary)
             if not (comparable and all(run.clips for run in runs)):
-                continue  # no per-clip losses: the mean of the runs' ratios, without an interval
+                # The mean of the runs' ratios, without an interval.
+                summary.no_interval = (
+                    "no interval: per-clip losses missing"
+                    if not all(run.clips for run in runs)
+                    else "no interval: the runs of this task were evaluated on different val clips"
+                )
+                continue
             summary.ratio = _ratio(runs)
-            summary.ratio_ci = percentile_interval(_ratio_draws(runs, draws))
-            if all("loss_h_mean" in run.clips for run in runs):
+            # The wider of the crossed bootstrap and a t interval over the seeds' own ratios: a
+            # bootstrap over a few seeds cannot carry a seed-to-seed spread much larger than the
+            # clips' (tests/test_stats.py).
+            summary.ratio_ci = widest(
+                percentile_interval(_ratio_draws(runs, draws)), seed_t_interval(_seed_ratios(runs))
+            )
+            # The share of h's worth is defined only where h is worth something in every seed.
+            h_worth = all(run.metrics.get("h_mean_gap_ci_low", 0.0) > 0 for run in runs)
+            if h_worth and all("loss_h_mean" in run.clips for run in runs):
                 losses = [_losses(runs, name) for name in ("loss_coarse", "loss_fine", "loss_h_mean")]
                 summary.fovea_gain = share_of_gap(*losses)
                 summary.fovea_gain_ci = _interval(share_of_gap_replicates(draws, *losses))
@@ -422,7 +451,10 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
                 mine = [by_head[head][s] for s in shared]
                 film = [film_runs[s] for s in shared]
                 summary.diff_vs_film = _ratio(mine) - _ratio(film)
-                summary.diff_ci = percentile_interval(_ratio_draws(mine, draws) - _ratio_draws(film, draws))
+                summary.diff_ci = widest(
+                    percentile_interval(_ratio_draws(mine, draws) - _ratio_draws(film, draws)),
+                    seed_t_interval(_seed_ratios(mine) - _seed_ratios(film)),
+                )
     return summaries
 
 
@@ -442,7 +474,8 @@ def comparison_json(summaries: list[HeadSummary]) -> dict:
     return {
         "ci_level": CI_LEVEL,
         "estimator": "pooled ratio of summed per-clip losses over seeds and clips, frames 3..T; "
-        "crossed bootstrap (one clip resample shared by every seed and head, one seed resample)",
+        "crossed bootstrap (one clip resample shared by every seed and head, one seed resample); each "
+        "interval is the wider of the crossed-bootstrap one and a t interval over the per-seed values",
         "rows": [summary.as_row() for summary in summaries],
     }
 
@@ -481,9 +514,10 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
         "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`, saved in `runs/`).",
-        "Point estimates pool the per-clip losses over seeds and clips; intervals are 95% crossed-bootstrap",
-        "intervals of the same estimator (one clip resample shared by every seed and head of a task, and",
-        "a seed resample); differences from film are paired on the same draws.",
+        "Point estimates pool the per-clip losses over seeds and clips. Each 95% interval is the wider of a",
+        "crossed-bootstrap interval of the same estimator (one clip resample shared by every seed and head of",
+        "a task, and a seed resample; differences from film paired on the same draws) and a t interval over",
+        "the per-seed values.",
         "",
         "| task | protocol | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
         "fovea gain [95% CI] | copy gap | h-mean gap | h-shuffle gap | train ratio (last 100) | "

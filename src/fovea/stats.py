@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 CI_LEVEL = 0.95
 
@@ -91,3 +92,22 @@ def finite_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float,
     """:func:`percentile_interval` of the finite replicates (NaN, NaN when there are none)."""
     finite = values[np.isfinite(values)]
     return percentile_interval(finite, level) if len(finite) else (float("nan"), float("nan"))
+
+
+def seed_t_interval(per_seed: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float] | None:
+    """Student-t interval of the mean of per-seed values (n - 1 degrees of freedom); None for
+    fewer than two seeds. Where seeds differ much more than clip resamples do, a bootstrap over
+    a handful of seeds cannot carry that spread, and this interval does."""
+    per_seed = np.asarray(per_seed, dtype=float)
+    if len(per_seed) < 2:
+        return None
+    half = scipy_stats.t.ppf(0.5 + level / 2, len(per_seed) - 1) * per_seed.std(ddof=1) / np.sqrt(len(per_seed))
+    return float(per_seed.mean() - half), float(per_seed.mean() + half)
+
+
+def widest(*intervals: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The smallest interval holding every given one (None entries ignored)."""
+    given = [interval for interval in intervals if interval is not None]
+    if not given:
+        return None
+    return min(low for low, _ in given), max(high for _, high in given)
