@@ -71,6 +71,12 @@ def test_a_missing_input_is_a_user_error_without_traceback(tmp_path: Path) -> No
     assert "no latents" in result.stderr and "run the latents stage first" in result.stderr
 
 
+def test_evaluate_without_a_model_is_a_user_error_without_traceback(tmp_path: Path) -> None:
+    result = _stage("evaluate", "--params", str(REPO / "params.yaml"), "--model", str(tmp_path / "none"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no trained model" in result.stderr and "run the train stage first" in result.stderr
+
+
 def test_run_stage_prints_user_errors_and_reraises_bugs(capsys: pytest.CaptureFixture[str]) -> None:
     def bad_params() -> None:
         raise ParamsError("invalid params: head: unknown head 'nosuch'")

@@ -29,7 +29,7 @@ from fovea.stats import CrossedDraws, finite_interval, pooled_ratio, share_of_ga
 
 
 class EvalInputError(FoveaUserError):
-    """The split to evaluate holds no clips."""
+    """No trained model, or a split without clips, to evaluate."""
 
 
 @dataclass
@@ -232,6 +232,8 @@ def evaluate(
     there are val clips (``train_loss_fine_late``; not all of them were drawn in training): close to
     the val loss when the model has not memorised.
     """
+    if not (Path(model_dir) / TRAINING_FILE).is_file():
+        raise EvalInputError(f"no trained model in {model_dir}: run the train stage first (`dvc repro train`)")
     model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
     val = run_val(model, val_dir, batch_size)
