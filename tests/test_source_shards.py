@@ -89,6 +89,7 @@ def test_shards_source_copies_video2dataset_shards(
         "missing_video": 1,
         "too_large": 0,
         "not_video": 1,
+        "corrupt": 0,
         "duplicate_key": 1,
     }
     assert report["written"] == 4 and report["entries"] == 7

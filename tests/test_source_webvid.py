@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from http_server import Route, Server, no_proxies, server  # noqa: F401 - fixtures
 from sample_clips import frames_of_levels
+from video_fixtures import faststart_mp4
 
 from fovea.data.encode import encode_mp4
 from fovea.data.shards import iter_video_samples, list_shards
@@ -53,6 +54,8 @@ def _webvid_list(server: Server) -> tuple[pd.DataFrame, set[str]]:
     server.routes["/v/big.mp4"] = Route(body=b"\x00" * 300_000)
     server.routes["/v/big-unsized.mp4"] = Route(body=b"\x00" * 300_000, send_length=False)
     server.routes["/v/long.mp4"] = Route(body=next(iter(good.values())))
+    truncated = faststart_mp4(frames_of_levels(12, 32, 32))
+    server.routes["/v/truncated.mp4"] = Route(body=truncated[: int(len(truncated) * 0.7)])
 
     rows = [(videoid, server.url(f"/v/{videoid}.mp4")) for videoid in good]
     rows += [
@@ -66,6 +69,7 @@ def _webvid_list(server: Server) -> tuple[pd.DataFrame, set[str]]:
         ("2008", "ftp://127.0.0.1/v/x.mp4"),
         ("2009", "not a url"),
         ("2011", f"http://127.0.0.1:{_closed_port()}/v/refused.mp4"),
+        ("2012", server.url("/v/truncated.mp4")),  # opens, but does not decode
         ("1000", server.url("/v/1000.mp4")),  # listed twice
         ("2010", server.url("/v/long.mp4")),  # filtered out by its duration
     ]
@@ -126,7 +130,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
     on_disk = json.loads((out / REPORT_NAME).read_text())
     assert on_disk == report
     assert report["written"] == 3 and report["entries"] == len(frame)
-    assert report["downloaded"] == 3 and report["attempted"] == 13
+    assert report["downloaded"] == 4 and report["attempted"] == 14
     assert report["filtered_by_duration"] == 1
     assert report["skipped"] == {
         "bad_url": 2,
@@ -134,6 +138,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
         "timeout": 1,
         "too_large": 2,
         "not_video": 2,
+        "corrupt": 1,
         "duplicate_key": 1,
     }
     assert {example["key"] for example in report["examples"]["timeout"]} == {"2003"}
@@ -148,7 +153,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
     again = write_videos(params, out_dir=out)
     video_hits = {path: n for path, n in server.hits.items() if path.startswith("/v/")}
     assert video_hits == {"/v/broken.mp4": 2, "/v/silent.mp4": 2}
-    assert again["attempted"] == 3 and again["downloaded"] == 0 and again["from_cache"] == 10
+    assert again["attempted"] == 3 and again["downloaded"] == 0 and again["from_cache"] == 11
     assert again["skipped"] == report["skipped"]
     assert _shard_bytes(out) == first_shards  # same list + cache: same bytes
 

@@ -28,6 +28,7 @@ SHARDS_SKIP_REASONS: tuple[str, ...] = (
     "missing_video",  # a sample without a video member
     "too_large",  # over data.max_bytes
     "not_video",  # bytes PyAV cannot open as a video
+    "corrupt",  # opens, but its first or last frames do not decode
     "duplicate_key",  # a key seen in an earlier sample (the first is kept)
 )
 

@@ -24,9 +24,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fovea.data.decode import VideoDecodeError, probe_video
 from fovea.data.shards import write_shards
-from fovea.data.sources.admission import video_info_metadata
+from fovea.data.sources.admission import Rejection, admit_video, video_info_metadata
 from fovea.data.sources.registry import register_source
 from fovea.data.sources.report import SourceReport
 from fovea.data.sources.webvid.cache import DownloadCache, default_cache_dir
@@ -44,6 +43,7 @@ WEBVID_SKIP_REASONS: tuple[str, ...] = (
     "timeout",  # no connection, silence or a download over its time limit, after retries
     "too_large",  # declared or streamed size over data.max_bytes
     "not_video",  # HTML/text/JSON content type, or bytes PyAV cannot open as a video
+    "corrupt",  # opens, but its first or last frames do not decode
     "duplicate_key",  # a videoid listed twice (the first is used)
 )
 
@@ -94,10 +94,10 @@ def write_webvid_videos(data: DataParams, out_dir: Path) -> dict[str, Any]:
                 report.skip(entry.key, "too_large", detail, url=entry.url)
                 continue
             video = cache.video_path(entry.key).read_bytes()
-            try:
-                info = probe_video(video)
-            except VideoDecodeError as error:  # the cached file was damaged since
-                report.skip(entry.key, "not_video", f"cached file: {error}", url=entry.url)
+            # The download was only opened; decoding is checked here, so cached files are too.
+            info = admit_video(video, data.max_bytes)
+            if isinstance(info, Rejection):
+                report.skip(entry.key, info.reason, info.detail, url=entry.url)
                 continue
             metadata = {
                 **entry.columns,
