@@ -91,7 +91,6 @@ def test_interrupt_abandons_downloads_and_keeps_finished_outcomes(
             stage.kill()
             stage.wait()
 
-    print(f"stopped {stopped_after:.2f}s after {signum.name}")
     assert stopped_after <= _STOP_WITHIN, f"{stopped_after:.2f}s after {signum.name}"
     assert stage.returncode == 130, stderr
     assert "videos: interrupted" in stderr
