@@ -22,6 +22,7 @@ class Route:
     content_type: str | None = "video/mp4"
     send_length: bool = True
     delay: float = 0.0  # seconds of silence before the status line
+    stall_after: int | None = None  # send this many body bytes, then fall silent for `delay`
 
 
 @dataclass
@@ -46,7 +47,7 @@ def server() -> Iterator[Server]:
             with lock:
                 hits[self.path] += 1
             route = routes.get(self.path, Route(404, b"not found", "text/plain"))
-            if route.delay:
+            if route.delay and route.stall_after is None:
                 # Bounded, and cut short when the test ends, so no thread outlives it long.
                 stop.wait(route.delay)
                 return
@@ -58,7 +59,12 @@ def server() -> Iterator[Server]:
             self.end_headers()
             # The client may hang up early (e.g. over the size limit).
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(route.body)
+                if route.stall_after is None:
+                    self.wfile.write(route.body)
+                else:
+                    self.wfile.write(route.body[: route.stall_after])
+                    self.wfile.flush()
+                    stop.wait(route.delay)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass

@@ -192,6 +192,9 @@ def test_cache_latents_keeps_every_codec_and_counts_corrupt_clips(tmp_path: Path
             sink.write(clip.name, video_sample_files(clip.data, f"clip {clip.name}", {}))
         for key, data in bad.items():
             sink.write(key, video_sample_files(data, "", {}))
+    # A real source's report of what it skipped: the manifest carries it, one place for every skip.
+    source_report = {"written": len(clips) + len(bad), "skipped": {"not_video": 2}, "skipped_total": 2}
+    (videos / "report.json").write_text(json.dumps(source_report))
 
     for fps in (None, 3.3):
         manifest = cache_latents(
@@ -202,6 +205,7 @@ def test_cache_latents_keeps_every_codec_and_counts_corrupt_clips(tmp_path: Path
         )
         assert manifest["kept"]["total"] == len(clips)
         assert manifest["skipped"]["corrupt"] == len(bad)
+        assert manifest["videos_report"] == {"path": str(videos / "report.json"), **source_report}
         assert manifest["fps"] == fps
         kept: dict[str, list[int]] = {}
         for split in ("train", "val"):

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sample_clips import Clip, clips  # noqa: F401 - a fixture
+from sample_clips import Clip, clips, frames_of_levels  # noqa: F401 - a fixture
+from video_fixtures import faststart_mp4
 
 from fovea.data.shards import iter_video_samples
 from fovea.data.sources import VideoSourceError, write_videos
@@ -52,7 +53,7 @@ def test_folder_source_with_captions_csv(tmp_path: Path, clips: list[Clip]) -> N
     assert samples["nested_dir_clip_v2"].metadata["path"] == "nested.dir/clip.v2.mp4"
     for key, clip in expected_keys.items():
         assert samples[key].mp4 == clip.data
-    assert report["skipped"] == {"unreadable": 0, "too_large": 0, "not_video": 1}
+    assert report["skipped"] == {"unreadable": 0, "too_large": 0, "not_video": 1, "corrupt": 0}
     assert report["captions_unmatched"] == 1
     assert report["uncaptioned"] == len(samples) - 2
 
@@ -74,3 +75,29 @@ def test_folder_source_with_nothing_usable_stops(tmp_path: Path) -> None:
         write_videos(data_params(source="folder", folder=str(folder)), out_dir=tmp_path / "o")
     with pytest.raises(VideoSourceError, match="not a directory"):
         write_videos(data_params(source="folder", folder=str(tmp_path / "none")), tmp_path / "o")
+
+
+def test_folder_of_undecodable_files_stops_in_the_videos_stage(tmp_path: Path, clips: list[Clip]) -> None:
+    """Files that open but do not decode are skipped where videos are admitted, so a folder
+    of nothing else stops here with the counts, not two stages later in the latents stage."""
+    truncated = faststart_mp4(frames_of_levels(12, 32, 32))  # its index first: a cut copy opens
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "random.mp4").write_bytes(bytes(range(256)) * 16)
+    (folder / "truncated.mp4").write_bytes(truncated[: int(len(truncated) * 0.7)])
+    (folder / "truncated-tail.mp4").write_bytes(truncated[: int(len(truncated) * 0.95)])
+    params = data_params(source="folder", folder=str(folder))
+    out = tmp_path / "videos"
+    with pytest.raises(VideoSourceError) as raised:
+        write_videos(params, out_dir=out)
+    message = str(raised.value)
+    assert message.startswith("no usable videos from the folder source")
+    assert "not_video 2, corrupt 2" in message and "truncated" in message
+    assert not out.exists()
+
+    (folder / "good.mp4").write_bytes(clips[0].data)
+    report = write_videos(params, out_dir=out)
+    assert [sample.key for sample in iter_video_samples(out)] == ["good"]
+    assert report["skipped"] == {"unreadable": 0, "too_large": 0, "not_video": 2, "corrupt": 2}
+    assert {example["key"] for example in report["examples"]["corrupt"]} == {"truncated", "truncated-tail"}

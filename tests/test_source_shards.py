@@ -89,6 +89,34 @@ def test_shards_source_copies_video2dataset_shards(
         "missing_video": 1,
         "too_large": 0,
         "not_video": 1,
+        "corrupt": 0,
         "duplicate_key": 1,
     }
     assert report["written"] == 4 and report["entries"] == 7
+
+
+@pytest.mark.parametrize("cut_in", ["mp4", "txt"])
+def test_a_truncated_shard_keeps_the_samples_complete_before_the_cut(
+    tmp_path: Path, clips: list[Clip], cut_in: str
+) -> None:
+    """A shard cut short (an interrupted copy) keeps every sample written in full before the
+    cut, and drops the one it cuts through, whichever of its members the cut falls in."""
+    video = clips[0].data
+    members = []
+    for key in ("a", "b", "c"):
+        members += _v2d_members(key, video, "mp4", f"caption {key}")
+    shard = tmp_path / "00000.tar"
+    _tar(shard, members)
+    whole = shard.read_bytes()
+    with tarfile.open(shard) as archive:
+        cut_member = archive.getmember(f"c.{cut_in}")
+    cut = cut_member.offset_data + cut_member.size // 2  # mid-way through the member's bytes
+    shard.write_bytes(whole[:cut])
+    params = data_params(source="shards", shards=str(shard))
+
+    report = write_videos(params, out_dir=tmp_path / "videos")
+
+    samples = {sample.key: sample for sample in iter_video_samples(tmp_path / "videos")}
+    assert list(samples) == ["a", "b"]
+    assert samples["b"].caption == "caption b" and samples["b"].mp4 == video
+    assert report["skipped"]["unreadable_shard"] == 1 and report["entries"] == 2

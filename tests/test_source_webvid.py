@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from http_server import Route, Server, no_proxies, server  # noqa: F401 - fixtures
 from sample_clips import frames_of_levels
+from video_fixtures import faststart_mp4
 
 from fovea.data.encode import encode_mp4
 from fovea.data.shards import iter_video_samples, list_shards
@@ -53,6 +54,8 @@ def _webvid_list(server: Server) -> tuple[pd.DataFrame, set[str]]:
     server.routes["/v/big.mp4"] = Route(body=b"\x00" * 300_000)
     server.routes["/v/big-unsized.mp4"] = Route(body=b"\x00" * 300_000, send_length=False)
     server.routes["/v/long.mp4"] = Route(body=next(iter(good.values())))
+    truncated = faststart_mp4(frames_of_levels(12, 32, 32))
+    server.routes["/v/truncated.mp4"] = Route(body=truncated[: int(len(truncated) * 0.7)])
 
     rows = [(videoid, server.url(f"/v/{videoid}.mp4")) for videoid in good]
     rows += [
@@ -66,6 +69,7 @@ def _webvid_list(server: Server) -> tuple[pd.DataFrame, set[str]]:
         ("2008", "ftp://127.0.0.1/v/x.mp4"),
         ("2009", "not a url"),
         ("2011", f"http://127.0.0.1:{_closed_port()}/v/refused.mp4"),
+        ("2012", server.url("/v/truncated.mp4")),  # opens, but does not decode
         ("1000", server.url("/v/1000.mp4")),  # listed twice
         ("2010", server.url("/v/long.mp4")),  # filtered out by its duration
     ]
@@ -126,6 +130,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
     on_disk = json.loads((out / REPORT_NAME).read_text())
     assert on_disk == report
     assert report["written"] == 3 and report["entries"] == len(frame)
+    assert report["downloaded"] == 4 and report["attempted"] == 14
     assert report["filtered_by_duration"] == 1
     assert report["skipped"] == {
         "bad_url": 2,
@@ -133,6 +138,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
         "timeout": 1,
         "too_large": 2,
         "not_video": 2,
+        "corrupt": 1,
         "duplicate_key": 1,
     }
     assert {example["key"] for example in report["examples"]["timeout"]} == {"2003"}
@@ -147,7 +153,7 @@ def test_webvid_downloads_good_videos_and_reports_every_failure(tmp_path: Path, 
     again = write_videos(params, out_dir=out)
     video_hits = {path: n for path, n in server.hits.items() if path.startswith("/v/")}
     assert video_hits == {"/v/broken.mp4": 2, "/v/silent.mp4": 2}
-    assert again["downloaded"] == 3 and again["from_cache"] == 10
+    assert again["attempted"] == 3 and again["downloaded"] == 0 and again["from_cache"] == 11
     assert again["skipped"] == report["skipped"]
     assert _shard_bytes(out) == first_shards  # same list + cache: same bytes
 
@@ -231,3 +237,45 @@ def test_webvid_max_videos_and_duration_parsing(tmp_path: Path, server: Server) 
     assert [sample.key for sample in iter_video_samples(tmp_path / "videos")] == ["2", "3"]
     assert report["max_videos_reached"] and report["filtered_by_duration"] == 2
     assert set(server.hits) == {"/v/2.mp4", "/v/3.mp4"}
+
+
+@pytest.mark.parametrize("timeout_reruns", [0, 1])
+def test_webvid_rerun_asks_nothing_of_settled_urls(tmp_path: Path, server: Server, timeout_reruns: int) -> None:
+    """A URL that timed out is tried again on at most `timeout_reruns` later runs, so a rerun
+    after a tweak of a param the download does not use makes no request at all."""
+    server.routes["/v/good.mp4"] = Route(body=encode_mp4(frames_of_levels(4, 16, 16), fps=8))
+    server.routes["/v/silent.mp4"] = Route(delay=_SILENT_FOR)
+    url_list = tmp_path / "list.csv"
+    pd.DataFrame(
+        {
+            "videoid": ["good", "silent"],
+            "contentUrl": [server.url("/v/good.mp4"), server.url("/v/silent.mp4")],
+            "name": ["a", "b"],
+        }
+    ).to_csv(url_list, index=False)
+    out = tmp_path / "videos"
+
+    def run(val_fraction: float) -> tuple[dict[str, Any], float]:
+        params = _webvid_params(str(url_list), retries=0, timeout_reruns=timeout_reruns, val_fraction=val_fraction)
+        server.hits.clear()
+        started = time.monotonic()
+        report = write_videos(params, out_dir=out)
+        return report, time.monotonic() - started
+
+    first, _ = run(0.125)
+    assert server.hits == {"/v/good.mp4": 1, "/v/silent.mp4": 1}
+    assert first["downloaded"] == 1 and first["skipped"]["timeout"] == 1
+
+    for _ in range(timeout_reruns):  # the reruns that may try the silent URL again
+        again, _ = run(0.25)
+        assert server.hits == {"/v/silent.mp4": 1}
+        assert again["attempted"] == 1 and again["downloaded"] == 0
+
+    settled, elapsed = run(0.5)
+    assert sum(server.hits.values()) == 0, server.hits
+    assert settled["attempted"] == 0 and settled["from_cache"] == 2
+    assert settled["skipped"]["timeout"] == 1 and settled["written"] == 1
+    assert elapsed < _READ_TIMEOUT, elapsed  # no wait on the silent server
+    index = [json.loads(line) for line in (tmp_path / "videos_cache" / "index.jsonl").open()]
+    silent = [record for record in index if record["key"] == "silent"][-1]
+    assert silent["timed_out_runs"] == timeout_reruns + 1

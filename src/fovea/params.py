@@ -70,6 +70,7 @@ class DataParams(_Section):
     download_timeout: float = Field(300.0, gt=0.0, description="seconds one download attempt may take in all")
     retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
     retry_backoff: float = Field(1.0, ge=0.0, description="seconds before the first retry; doubles")
+    timeout_reruns: int = Field(1, ge=0, description="later runs that try again a URL that timed out")
     download_cache: str | None = Field(None, min_length=1, description="download cache; default: <videos dir>_cache")
     # output layout and split
     clips_per_shard: int = Field(100, ge=1)

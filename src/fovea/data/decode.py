@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "DECODE_FAILURES",
     "check_frames",
     "ClipTooShortError",
     "SampledClip",
@@ -25,6 +26,7 @@ __all__ = [
     "VideoInfo",
     "decode_video",
     "load_clip",
+    "open_video",
     "probe_video",
     "resize_center_crop",
     "sample_frame_indices",
@@ -42,7 +44,7 @@ class ClipTooShortError(VideoDecodeError):
 # What PyAV and FFmpeg raise on bad input: FFmpegError covers av.error.* (InvalidDataError,
 # EOFError, ...); the builtins cover PyAV's own checks (e.g. an empty stream list, odd
 # frame formats) and FFmpeg errno codes mapped to OSError subclasses.
-_DECODE_FAILURES: tuple[type[BaseException], ...] = (
+DECODE_FAILURES: tuple[type[BaseException], ...] = (
     av.error.FFmpegError,
     OSError,
     ValueError,
@@ -59,12 +61,13 @@ def check_frames(frames: np.ndarray) -> None:
         raise ValueError("expected at least one frame, got none")
 
 
-def _open_video(data: bytes) -> av.container.InputContainer:
+def open_video(data: bytes) -> av.container.InputContainer:
+    """Open the bytes as a container with a video stream, decoded on one thread."""
     if not data:
         raise VideoDecodeError("empty input (0 bytes)")
     try:
         container = av.open(io.BytesIO(data), mode="r")
-    except _DECODE_FAILURES as error:
+    except DECODE_FAILURES as error:
         raise VideoDecodeError(f"cannot open container: {type(error).__name__}: {error}") from error
     if not container.streams.video:
         container.close()
@@ -91,7 +94,7 @@ def _iter_rgb_frames(
                 yield index, _to_rgb(frame)
             else:
                 yield index, None
-    except _DECODE_FAILURES as error:
+    except DECODE_FAILURES as error:
         raise VideoDecodeError(f"decoding failed: {type(error).__name__}: {error}") from error
     finally:
         container.close()
@@ -112,12 +115,12 @@ def _declared_frame_count(container: av.container.InputContainer) -> int | None:
 
 def _count_video_packets(data: bytes) -> int:
     """Frame count from demuxing only (no decoding): one packet per frame for MP4/H.264."""
-    container = _open_video(data)
+    container = open_video(data)
     try:
         stream = container.streams.video[0]
         # Empty packets are demuxer flush markers, not frames.
         return sum(1 for packet in container.demux(stream) if packet.size)
-    except _DECODE_FAILURES as error:
+    except DECODE_FAILURES as error:
         raise VideoDecodeError(f"demuxing failed: {type(error).__name__}: {error}") from error
     finally:
         container.close()
@@ -141,7 +144,7 @@ def decode_video(data: bytes) -> np.ndarray:
     Raises:
         VideoDecodeError: the bytes are empty, not a video, corrupt, or yield no frames.
     """
-    frames = _iter_rgb_frames(_open_video(data), wanted=None)
+    frames = _iter_rgb_frames(open_video(data), wanted=None)
     return _stack([frame for _, frame in frames if frame is not None])
 
 
@@ -231,7 +234,7 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
     """
     if fps is not None:
         return _load_clip_by_time(data, num, size, fps)
-    container = _open_video(data)
+    container = open_video(data)
     total = _declared_frame_count(container)
     if total is None or total < num:
         container.close()
@@ -240,7 +243,7 @@ def load_clip(data: bytes, num: int, size: int, fps: float | None = None) -> Sam
             # A truncated file also has few packets: decode it fully so damage is reported as
             # corruption, and only a clean short clip as too short.
             total = len(decode_video(data))
-        container = _open_video(data)
+        container = open_video(data)
     indices = sample_frame_indices(total, num)
     wanted = set(indices)
     decoded = 0
@@ -279,7 +282,7 @@ def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledC
         raise ValueError(f"num must be >= 1, got {num}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    container = _open_video(data)
+    container = open_video(data)
     total = _declared_frame_count(container) or _count_video_packets(data)
     # The frame shown at time t is the last one whose timestamp is <= t. Walking the frames in
     # order, every sample time before a frame's timestamp therefore belongs to the frame before.
@@ -317,7 +320,7 @@ def _load_clip_by_time(data: bytes, num: int, size: int, fps: float) -> SampledC
                 and sample_times[len(picked)] <= previous[1] + _TIME_SLACK
             ):
                 pick_previous()
-    except _DECODE_FAILURES as error:
+    except DECODE_FAILURES as error:
         raise VideoDecodeError(f"decoding failed: {type(error).__name__}: {error}") from error
     finally:
         container.close()
@@ -354,7 +357,7 @@ def probe_video(data: bytes) -> VideoInfo:
         VideoDecodeError: the bytes are empty, not a container PyAV can open, or hold no
             video stream.
     """
-    container = _open_video(data)
+    container = open_video(data)
     try:
         stream = container.streams.video[0]
         duration: float | None = None
@@ -371,7 +374,7 @@ def probe_video(data: bytes) -> VideoInfo:
             duration=duration,
             frame_rate=float(rate) if rate else None,
         )
-    except _DECODE_FAILURES as error:
+    except DECODE_FAILURES as error:
         detail = f"{type(error).__name__}: {error}"
         raise VideoDecodeError(f"cannot read stream info: {detail}") from error
     finally:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fovea.data.shards import list_shards
+from fovea.data.shards import VIDEOS_REPORT_NAME, list_shards
 from fovea.errors import FoveaUserError
 
 if TYPE_CHECKING:
@@ -111,12 +111,30 @@ class CachePart:
         self.stats.merge(other["stats"])
 
 
+def videos_report(videos_dir: Path) -> dict[str, Any] | None:
+    """What the videos stage skipped before this one saw the clips (its ``report.json``), so the
+    manifest is the one place to read every skip; ``None`` for sources that write no report."""
+    path = Path(videos_dir) / VIDEOS_REPORT_NAME
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    return {
+        "path": str(path),
+        "written": report.get("written"),
+        "skipped": report.get("skipped", {}),
+        "skipped_total": report.get("skipped_total", 0),
+    }
+
+
 def write_manifest(
     part: CachePart, temp_dir: Path, videos_dir: Path, settings: LatentSettings, processes: int = 1
 ) -> dict:
     """Check that both splits have clips and write the manifest."""
     kept, skipped = part.kept, part.skipped
     skip_summary = ", ".join(f"{reason}: {count}" for reason, count in skipped.items())
+    earlier = videos_report(videos_dir)
+    if earlier is not None and earlier["skipped_total"]:
+        skip_summary += f"; {earlier['skipped_total']} skipped earlier, see {earlier['path']}"
     if sum(kept.values()) == 0:
         raise LatentCacheError(f"no usable clips in {videos_dir}: {part.seen} seen, all skipped ({skip_summary})")
     empty = [split for split in SPLITS if kept[split] == 0]
@@ -139,6 +157,8 @@ def write_manifest(
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),
         "skipped_examples": part.skip_examples,
+        # Videos skipped before this stage (not admitted by the videos stage), by reason.
+        "videos_report": earlier,
         "frames_shape": [num_frames, size, size, 3],
         "frames_dtype": "uint8",
         "latents_shape": list(part.latents_shape or ()),

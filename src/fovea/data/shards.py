@@ -32,6 +32,7 @@ from fovea.io import atomic_directory
 __all__ = [
     "SHARD_GLOB",
     "SHARD_PATTERN",
+    "VIDEOS_REPORT_NAME",
     "LatentSample",
     "ShardSink",
     "VideoSample",
@@ -52,6 +53,8 @@ __all__ = [
 
 SHARD_PATTERN = "shard-%06d.tar"
 SHARD_GLOB = "shard-*.tar"
+#: What a real video source skipped and why, beside its shards (the latents manifest links it).
+VIDEOS_REPORT_NAME = "report.json"
 
 # A fixed mtime inside the tars makes shards byte-identical across reruns (stable DVC hashes).
 # An int, not a float: tarfile stores a float mtime in an extra pax header before every member,

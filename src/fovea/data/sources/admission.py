@@ -1,10 +1,12 @@
-"""What a video passes before a real source writes it: size, a container PyAV opens, duration."""
+"""What a video passes before a real source writes it: size, a container PyAV opens, frames that
+decode at both ends, duration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from fovea.data.decodable import check_decodable
 from fovea.data.decode import VideoDecodeError, VideoInfo, probe_video
 from fovea.data.sources.report import SourceReport
 from fovea.params import DataParams
@@ -55,15 +57,22 @@ class Rejection:
 def admit_video(video: bytes, max_bytes: int) -> VideoInfo | Rejection:
     """Check the bytes of one video: its probed info, or why it is rejected.
 
-    Only the container is opened (no decoding): whether every frame decodes is the latents
-    stage's check, which skips and counts corrupt clips.
+    ``not_video``: PyAV cannot open it as a container with a video stream; ``corrupt``: it opens
+    but its first frame or its last group of pictures does not decode, or it holds fewer frames
+    than its index states (:func:`~fovea.data.decodable.check_decodable`). A clip too short for
+    ``frames.*``, or damaged in its middle, is still the latents stage's to skip and count.
     """
     if len(video) > max_bytes:
         return Rejection("too_large", f"{len(video)} bytes > data.max_bytes {max_bytes}")
     try:
-        return probe_video(video)
+        info = probe_video(video)
     except VideoDecodeError as error:
         return Rejection("not_video", str(error))
+    try:
+        check_decodable(video)
+    except VideoDecodeError as error:
+        return Rejection("corrupt", str(error))
+    return info
 
 
 def admit(key: str, video: bytes, data: DataParams, report: SourceReport, **context: str) -> VideoInfo | None:

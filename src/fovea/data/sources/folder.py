@@ -19,7 +19,7 @@ from fovea.params import DataParams
 __all__ = ["FOLDER_SKIP_REASONS", "write_folder_videos"]
 
 #: Why a file of a video folder is not copied.
-FOLDER_SKIP_REASONS: tuple[str, ...] = ("unreadable", "too_large", "not_video")
+FOLDER_SKIP_REASONS: tuple[str, ...] = ("unreadable", "too_large", "not_video", "corrupt")
 
 
 def _read_captions(location: str) -> dict[str, str]:

@@ -6,13 +6,13 @@ import json
 from collections import Counter
 from typing import Any
 
-from fovea.data.shards import ShardSink, video_sample_files
+from fovea.data.shards import VIDEOS_REPORT_NAME, ShardSink, video_sample_files
 from fovea.data.sources.errors import VideoSourceError
 
 __all__ = ["REPORT_NAME", "SourceReport"]
 
 #: The report a real source writes beside its shards (``data/videos/report.json``).
-REPORT_NAME = "report.json"
+REPORT_NAME = VIDEOS_REPORT_NAME
 # How many examples (key and detail) the report keeps per skip reason.
 _MAX_EXAMPLES = 5
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import tarfile
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -11,7 +13,7 @@ from urllib.parse import urlsplit
 import fsspec
 from braceexpand import braceexpand
 from tqdm import tqdm
-from webdataset.tariterators import group_by_keys, tar_file_iterator
+from webdataset.tariterators import base_plus_ext, group_by_keys
 
 from fovea.data.shards import ShardSink, sample_caption, sample_metadata, write_shards
 from fovea.data.sources.admission import VIDEO_EXTENSIONS, admit, at_cap, video_info_metadata
@@ -28,8 +30,13 @@ SHARDS_SKIP_REASONS: tuple[str, ...] = (
     "missing_video",  # a sample without a video member
     "too_large",  # over data.max_bytes
     "not_video",  # bytes PyAV cannot open as a video
+    "corrupt",  # opens, but its first or last frames do not decode
     "duplicate_key",  # a key seen in an earlier sample (the first is kept)
 )
+
+
+# Files webdataset's reader skips as metadata (``__key__``-style names).
+_TAR_META = re.compile(r"__[^/]*__($|/)")
 
 
 def expand_shard_pattern(pattern: str) -> list[str]:
@@ -48,15 +55,36 @@ def _open_shard(url: str, data: DataParams) -> Any:
     return fsspec.open(url, "rb")
 
 
+def _tar_members(stream: Any, url: str) -> Iterator[dict[str, Any]]:
+    """The regular files of a tar stream as WebDataset file dicts, for ``group_by_keys``.
+
+    webdataset's own iterator drops the sample being grouped when the tar breaks, even when the
+    break falls in the next sample's first file and that sample is complete. Here a file that
+    cannot be read ends the previous sample first (an empty dict, ``group_by_keys``'s flush) when
+    it starts a new key, then the error propagates: only the sample the break cuts through is
+    lost.
+    """
+    archive = tarfile.open(fileobj=stream, mode="r|*")
+    grouping: str | None = None  # the key of the sample group_by_keys holds
+    for info in archive:  # a broken header raises here: the sample held may be incomplete
+        if not info.isreg() or _TAR_META.match(info.name):
+            continue
+        key, _ = base_plus_ext(info.name)
+        try:
+            data = archive.extractfile(info).read()
+        except Exception:
+            if key != grouping:
+                yield {}  # the sample held is complete: this file starts another
+            raise
+        archive.members = []  # a stream of thousands of files: keep no headers
+        grouping = key if key is not None else grouping  # group_by_keys skips unkeyed files
+        yield {"fname": info.name, "data": data, "__url__": url}
+
+
 def _iter_shard(url: str, data: DataParams) -> Iterator[dict[str, Any]]:
     """The samples of one shard as WebDataset dicts (``__key__`` and bytes per extension)."""
     with _open_shard(url, data) as stream:
-
-        def members() -> Iterator[dict[str, Any]]:
-            for member in tar_file_iterator(stream):
-                yield {**member, "__url__": url}
-
-        yield from group_by_keys(members())
+        yield from group_by_keys(_tar_members(stream, url))
 
 
 def _video_member(sample: dict[str, Any]) -> tuple[str, bytes] | None:
@@ -104,7 +132,7 @@ def write_shard_videos(data: DataParams, out_dir: Path) -> dict[str, Any]:
                     try:
                         sample = next(samples, None)
                     except Exception as error:  # noqa: BLE001 - any read failure: skip the shard
-                        # Samples read before the damage are kept; the rest of the shard is lost.
+                        # Samples complete before the damage are kept; the rest of the shard is lost.
                         detail = f"{type(error).__name__}: {error}"
                         report.skip(url, "unreadable_shard", detail)
                         break

@@ -11,35 +11,27 @@ are skipped and counted by reason (``bad_url``, ``dead``, ``timeout``, ``too_lar
 
 Resuming: every finished download and every permanent failure is recorded in a download cache
 (``data/videos_cache/`` beside ``data/videos/`` by default) as it happens, so a rerun, even
-after a crash, fetches only what is missing or failed transiently (timeouts, 5xx, connection
-errors). The shards themselves are rebuilt from the cache in list order on every run: they
-appear only when complete (atomic directory) and the same list and cache give the same bytes.
+after a crash or Ctrl-C, fetches only what is missing or failed transiently (5xx, connection
+errors; timeouts on at most ``data.timeout_reruns`` later runs). The shards themselves are
+rebuilt from the cache in list order on every run: they appear only when complete (atomic
+directory) and the same list and cache give the same bytes.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import requests
 from tqdm import tqdm
 
-from fovea.data.decode import VideoDecodeError, probe_video
 from fovea.data.shards import write_shards
-from fovea.data.sources.admission import video_info_metadata
+from fovea.data.sources.admission import Rejection, admit_video, video_info_metadata
 from fovea.data.sources.registry import register_source
 from fovea.data.sources.report import SourceReport
 from fovea.data.sources.webvid.cache import DownloadCache, default_cache_dir
-from fovea.data.sources.webvid.download import (
-    DownloadSettings,
-    Fetched,
-    FetchFailure,
-    fetch_video,
-    new_session,
-)
-from fovea.data.sources.webvid.listing import WebVidEntry, read_url_list, select_entries
+from fovea.data.sources.webvid.download import DownloadSettings
+from fovea.data.sources.webvid.downloader import download_missing
+from fovea.data.sources.webvid.listing import read_url_list, select_entries
 from fovea.params import DataParams
 
 __all__ = ["WEBVID_SKIP_REASONS", "download_missing", "write_webvid_videos"]
@@ -51,58 +43,9 @@ WEBVID_SKIP_REASONS: tuple[str, ...] = (
     "timeout",  # no connection, silence or a download over its time limit, after retries
     "too_large",  # declared or streamed size over data.max_bytes
     "not_video",  # HTML/text/JSON content type, or bytes PyAV cannot open as a video
+    "corrupt",  # opens, but its first or last frames do not decode
     "duplicate_key",  # a videoid listed twice (the first is used)
 )
-
-
-def download_missing(entries: list[WebVidEntry], cache: DownloadCache, settings: DownloadSettings) -> int:
-    """Fetch every entry not yet done into the cache; returns how many were fetched."""
-    todo = [entry for entry in entries if not cache.done(entry, settings.max_bytes)]
-    if not todo:
-        return 0
-    local = threading.local()
-    sessions: list[requests.Session] = []  # to close them at the end
-
-    def session() -> requests.Session:
-        # requests.Session is not thread-safe: one per worker thread, reused for its downloads.
-        if not hasattr(local, "session"):
-            local.session = new_session(pool_size=1)
-            sessions.append(local.session)
-        return local.session
-
-    def fetch(entry: WebVidEntry) -> Fetched | FetchFailure:
-        return fetch_video(entry.url, settings, session())
-
-    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="webvid")
-    progress = tqdm(total=len(todo), desc="download", unit="video")
-    failed = 0
-    try:
-        # Submit a bounded window, not the whole list: downloaded bytes wait in memory only
-        # until the main thread stores them, and an interrupt leaves little queued work.
-        remaining = iter(todo)
-        running: dict[Future[Fetched | FetchFailure], WebVidEntry] = {}
-        while True:
-            while len(running) < 2 * settings.workers:
-                entry = next(remaining, None)
-                if entry is None:
-                    break
-                running[pool.submit(fetch, entry)] = entry
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                entry = running.pop(future)
-                outcome = future.result()
-                cache.store(entry, outcome, settings.max_bytes)
-                failed += isinstance(outcome, FetchFailure)
-                progress.update()
-                progress.set_postfix(failed=failed, refresh=False)
-    finally:
-        progress.close()
-        pool.shutdown(wait=True, cancel_futures=True)
-        for open_session in sessions:
-            open_session.close()
-    return len(todo)
 
 
 @register_source("webvid", requires="url_list")
@@ -133,7 +76,7 @@ def write_webvid_videos(data: DataParams, out_dir: Path) -> dict[str, Any]:
     cache_dir = Path(data.download_cache) if data.download_cache else default_cache_dir(out_dir)
     cache = DownloadCache(cache_dir)
     try:
-        fetched = download_missing(entries, cache, settings)
+        counts = download_missing(entries, cache, settings)
     finally:
         cache.close()
 
@@ -151,10 +94,10 @@ def write_webvid_videos(data: DataParams, out_dir: Path) -> dict[str, Any]:
                 report.skip(entry.key, "too_large", detail, url=entry.url)
                 continue
             video = cache.video_path(entry.key).read_bytes()
-            try:
-                info = probe_video(video)
-            except VideoDecodeError as error:  # the cached file was damaged since
-                report.skip(entry.key, "not_video", f"cached file: {error}", url=entry.url)
+            # The download was only opened; decoding is checked here, so cached files are too.
+            info = admit_video(video, data.max_bytes)
+            if isinstance(info, Rejection):
+                report.skip(entry.key, info.reason, info.detail, url=entry.url)
                 continue
             metadata = {
                 **entry.columns,
@@ -169,8 +112,9 @@ def write_webvid_videos(data: DataParams, out_dir: Path) -> dict[str, Any]:
             }
             report.wrote(sink, entry.key, video, entry.caption, metadata)
         report.extra.update(
-            downloaded=fetched,
-            from_cache=len(entries) - fetched,
+            attempted=counts.attempted,
+            downloaded=counts.downloaded,
+            from_cache=len(entries) - counts.attempted,
             cache_dir=str(cache_dir),
         )
         return report.finish(sink)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fovea.data.sources.webvid.download import Fetched, FetchFailure
+from fovea.data.sources.webvid.download import DownloadSettings, Fetched, FetchFailure
 from fovea.data.sources.webvid.listing import WebVidEntry
 from fovea.io import write_bytes_atomic
 
@@ -29,7 +29,10 @@ class DownloadCache:
     ``videos/<2 hex>/<key>.mp4`` holds each downloaded file (written to a temporary name, then
     renamed); ``index.jsonl`` gets one line per outcome, appended as it happens, the last line
     of a key winning. A record counts as done only for the same URL, and an ``ok`` record only
-    while its file is there; ``too_large`` is retried when ``max_bytes`` has grown since.
+    while its file is there; ``too_large`` is retried when ``max_bytes`` has grown since, and a
+    timeout on at most ``timeout_reruns`` later runs (``timed_out_runs`` counts the runs of a
+    URL that ended in a timeout), so a rerun after a params tweak asks nothing of a server that
+    never answered.
     """
 
     INDEX = "index.jsonl"
@@ -59,20 +62,27 @@ class DownloadCache:
     def record(self, key: str) -> dict[str, Any] | None:
         return self._records.get(key)
 
-    def done(self, entry: WebVidEntry, max_bytes: int) -> bool:
-        """Whether the entry needs no download this run."""
+    def _same_url_record(self, entry: WebVidEntry) -> dict[str, Any] | None:
         record = self._records.get(entry.key)
-        if record is None or record.get("url") != entry.url:
+        return record if record is not None and record.get("url") == entry.url else None
+
+    def done(self, entry: WebVidEntry, settings: DownloadSettings) -> bool:
+        """Whether the entry needs no download this run."""
+        record = self._same_url_record(entry)
+        if record is None:
             return False
         if record["status"] == "ok":
             path = self.video_path(entry.key)
             return path.is_file() and path.stat().st_size == record.get("bytes")
         if record["status"] == "too_large":
-            return max_bytes <= record.get("max_bytes", 0)
+            return settings.max_bytes <= record.get("max_bytes", 0)
+        if record["status"] == "timeout":
+            return record.get("timed_out_runs", 1) > settings.timeout_reruns
         return bool(record.get("permanent"))
 
     def store(self, entry: WebVidEntry, outcome: Fetched | FetchFailure, max_bytes: int) -> None:
         """Record an outcome (main thread only: the index is appended line by line)."""
+        previous = self._same_url_record(entry) or {}
         record: dict[str, Any] = {"key": entry.key, "url": entry.url}
         if isinstance(outcome, Fetched):
             path = self.video_path(entry.key)
@@ -82,6 +92,8 @@ class DownloadCache:
             record.update(status=outcome.reason, permanent=outcome.permanent, detail=outcome.detail)
             if outcome.reason == "too_large":
                 record["max_bytes"] = max_bytes
+            if outcome.reason == "timeout":
+                record["timed_out_runs"] = previous.get("timed_out_runs", 0) + 1
         self._records[entry.key] = record
         self._index.write(json.dumps(record, sort_keys=True) + "\n")
         self._index.flush()

@@ -8,6 +8,7 @@ Failures are sorted into the report's skip reasons (``bad_url``, ``dead``, ``tim
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,7 +21,14 @@ from fovea.data.decode import VideoDecodeError, probe_video
 from fovea.data.sources.webvid.listing import USER_AGENT
 from fovea.params import DataParams
 
-__all__ = ["DownloadSettings", "FetchFailure", "Fetched", "fetch_video", "new_session"]
+__all__ = [
+    "DownloadSettings",
+    "DownloadStopped",
+    "FetchFailure",
+    "Fetched",
+    "fetch_video",
+    "new_session",
+]
 
 # Statuses worth another attempt: the server may answer differently in a moment.
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -40,6 +48,7 @@ class DownloadSettings:
     backoff: float = 1.0  # seconds before the first retry, doubled for each further one
     max_bytes: int = 100_000_000
     workers: int = 16
+    timeout_reruns: int = 1  # later runs that may try again a URL that timed out
 
     @classmethod
     def from_params(cls, data: DataParams) -> DownloadSettings:
@@ -51,7 +60,12 @@ class DownloadSettings:
             backoff=data.retry_backoff,
             max_bytes=data.max_bytes,
             workers=data.download_workers,
+            timeout_reruns=data.timeout_reruns,
         )
+
+
+class DownloadStopped(Exception):
+    """The run is being stopped (Ctrl-C): the download is abandoned, its outcome unknown."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,9 @@ def _check_url(url: str) -> FetchFailure | None:
     return None
 
 
-def _fetch_once(session: requests.Session, url: str, settings: DownloadSettings) -> Fetched | FetchFailure:
+def _fetch_once(
+    session: requests.Session, url: str, settings: DownloadSettings, stop: threading.Event
+) -> Fetched | FetchFailure:
     deadline = time.monotonic() + settings.total_timeout
     try:
         with session.get(
@@ -127,6 +143,8 @@ def _fetch_once(session: requests.Session, url: str, settings: DownloadSettings)
             # read1 returns whatever has arrived (each wait bounded by the read timeout), so the
             # deadline and size checks run often even when a server trickles bytes.
             while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
+                if stop.is_set():
+                    raise DownloadStopped(url)
                 received += len(chunk)
                 if received > settings.max_bytes:
                     detail = f"over data.max_bytes {settings.max_bytes} while streaming"
@@ -153,14 +171,21 @@ def _fetch_once(session: requests.Session, url: str, settings: DownloadSettings)
 
 
 def fetch_video(
-    url: str, settings: DownloadSettings, session: requests.Session | None = None
+    url: str,
+    settings: DownloadSettings,
+    session: requests.Session | None = None,
+    stop: threading.Event | None = None,
 ) -> Fetched | FetchFailure:
     """Download one video with retries and check it is one (PyAV opens it).
 
     Transient failures (timeouts, 5xx/429, connection errors) are retried ``settings.retries``
     times, waiting ``backoff * 2**attempt`` seconds; permanent ones (bad URL, 4xx, too large,
     not a video) return at once. Only http and https are fetched.
+
+    Raises:
+        DownloadStopped: ``stop`` was set between two chunks or during a backoff.
     """
+    stop = stop or threading.Event()
     invalid = _check_url(url)
     if invalid is not None:
         return invalid
@@ -168,10 +193,11 @@ def fetch_video(
     session = session or new_session(pool_size=1)
     try:
         for attempt in range(settings.retries + 1):
-            outcome = _fetch_once(session, url, settings)
+            outcome = _fetch_once(session, url, settings, stop)
             if isinstance(outcome, Fetched) or outcome.permanent or attempt == settings.retries:
                 break
-            time.sleep(settings.backoff * 2**attempt)
+            if stop.wait(settings.backoff * 2**attempt):
+                raise DownloadStopped(url)
     finally:
         if own_session:
             session.close()
