@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pipeline_utils import SHRUNK
 
 from fovea.data.shards import iter_latent_samples
 from fovea.data.sources import write_videos
@@ -25,16 +26,7 @@ PARAMS = {
     "data": {"num_clips": 10, "frames_per_clip": 6, "size": 32, "clips_per_shard": 3, "distractors": 4},
     "frames": {"num": 4, "size": 32},
     "vae": {"block_channels": [8, 8, 8]},
-    "model": {
-        "tiny": {
-            "encoder_dim": 16,
-            "encoder_layers": 1,
-            "patch_size": 8,
-            "llm_dim": 16,
-            "llm_layers": 1,
-            "attention_heads": 2,
-        }
-    },
+    "model": SHRUNK["model"],
     "heads": {"film": {"channels": [8, 8, 8], "film_hidden": 16}},
     "train": {"steps": 3, "batch_size": 2, "warmup": 1},
     "compute": {"num_workers": 1},
