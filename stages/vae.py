@@ -32,7 +32,13 @@ def main() -> None:
     print(f"vae: clips by split: train {counts['train']}, val {counts['val']}")
     if warning:
         print(f"vae: {warning}", file=sys.stderr)
-    settings = LatentSettings.from_params(params)
+    # Only what sampling the frames needs: the VAE does not depend on the shard size or workers.
+    settings = LatentSettings(
+        num_frames=params.frames.num,
+        size=params.frames.size,
+        val_fraction=params.data.val_fraction,
+        fps=params.frames.fps,
+    )
     frames_of = lambda split: iter_training_frames(args.videos, settings=settings, split=split)  # noqa: E731
     if params.vae.name == "tiny":
         vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed)

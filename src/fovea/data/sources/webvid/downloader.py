@@ -49,15 +49,18 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM stop the downloads as Ctrl-C does (the default would kill at once)."""
+    """Let SIGTERM stop the downloads as Ctrl-C does (the default would kill at once), and Ctrl-C
+    stop them even where the process started with SIGINT ignored (a background job of a script
+    does; Python then installs no KeyboardInterrupt handler)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _worker(
