@@ -12,17 +12,10 @@ import json
 import shutil
 from pathlib import Path
 
+from fovea.experiments import ReportError, load_runs, read_experiments, save_runs
 from fovea.plots import save_ratio_plot
-from fovea.report import (
-    ReportError,
-    comparison_json,
-    comparison_markdown,
-    load_runs,
-    read_experiments,
-    same_setup,
-    save_runs,
-    summarize_heads,
-)
+from fovea.report import same_setup, summarize_heads
+from fovea.report_text import comparison_json, comparison_markdown
 
 PICTURES = ("samples.png", "attention.png")
 

@@ -16,8 +16,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from fovea.experiments import read_experiments
 from fovea.params import load_params
-from fovea.report import read_experiments
 
 HEADS = ("film", "mlp", "xattn", "sfilm", "stx")
 SPATIAL = ("xattn", "sfilm", "stx")  # mlp has no spatial structure (DESIGN.md)

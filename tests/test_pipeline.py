@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pipeline_utils import SHRUNK, copy_project, dvc, repo_params, run
 
+from fovea.experiments import read_experiments
 from fovea.heads import head_names
-from fovea.report import read_experiments
 
 pytestmark = pytest.mark.slow
 

@@ -5,15 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fovea.report import (
-    Experiment,
-    comparison_json,
-    comparison_markdown,
-    load_runs,
-    same_setup,
-    save_runs,
-    summarize_heads,
-)
+from fovea.experiments import Experiment, load_runs, save_runs
+from fovea.report import same_setup, summarize_heads
+from fovea.report_text import comparison_json, comparison_markdown
 from fovea.stats import pooled_ratio
 
 CLIPS = 60
@@ -269,7 +263,7 @@ def test_fovea_gain_is_the_share_of_what_h_is_worth_that_the_fine_read_adds():
 def test_a_run_is_listed_under_its_experiment_name_whoever_else_holds_its_results(monkeypatch):
     # `dvc exp show`: the workspace and the commit (named after its branch) hold the same results
     # as the experiment run last; the report lists that run once, under the experiment's name.
-    import fovea.report as report
+    import fovea.experiments as report
 
     same, other = {"ratio_late": 1.2, "head": "sfilm"}, {"ratio_late": 1.0, "head": "film"}
     listing = [
