@@ -98,7 +98,7 @@ USER_ERRORS = (
     "fovea.data.manifest:LatentCacheError",
     "fovea.models.loading:ModelLoadError",
     "fovea.models.init:CheckpointInitError",
-    "fovea.report:ReportError",
+    "fovea.experiments:ReportError",
     "fovea.train:TrainingDiverged",
     "fovea.evaluate:EvalInputError",
     "fovea.split_check:SplitError",
