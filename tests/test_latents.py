@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from sample_clips import Clip, clips, expected_indices, frame_index, mean_pool_encoder  # noqa: F401 - a fixture
-from video_fixtures import faststart_mp4
+from video_fixtures import fake_encode, faststart_mp4, leftovers
 
 from fovea.data import latents as latents_module
 from fovea.data.encode import encode_mp4
@@ -34,17 +34,6 @@ def settings(**changes: Any) -> LatentSettings:
     return LatentSettings(
         **{"num_frames": NUM_FRAMES, "size": SIZE, "val_fraction": VAL_FRACTION, "clips_per_shard": 2, **changes}
     )
-
-
-def _leftovers(parent: Path) -> list[str]:
-    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
-
-
-def fake_encode(frames: np.ndarray) -> np.ndarray:
-    """Stands in for the VAE: 4x4 average pooling, [N, H, W, 3] uint8 -> [N, 3, H/4, W/4]."""
-    n, h, w, _ = frames.shape
-    scaled = frames.astype(np.float32) / 127.5 - 1.0
-    return scaled.reshape(n, h // 4, 4, w // 4, 4, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +80,7 @@ def test_cache_latents_counts_kept_and_skipped(videos_dir: Path, tmp_path: Path)
             assert sample.latents.dtype == np.float16
             np.testing.assert_allclose(sample.latents.astype(np.float32), fake_encode(sample.frames), atol=2e-3)
             assert sample.metadata["frame_indices"] == [1, 2, 3, 4]  # 4 of 6 frames at stride 1, centred
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_cache_latents_with_nothing_usable_fails_and_keeps_old_output(tmp_path: Path) -> None:
@@ -106,7 +95,7 @@ def test_cache_latents_with_nothing_usable_fails_and_keeps_old_output(tmp_path: 
         cache_latents(videos_dir=videos, out_dir=out, encode=fake_encode, settings=settings())
     assert "missing_video: 1" in str(raised.value) and "corrupt: 1" in str(raised.value)
     assert (out / "manifest.json").read_text() == "previous"
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_cache_latents_with_an_empty_split_fails(videos_dir: Path, tmp_path: Path) -> None:
@@ -135,7 +124,7 @@ def test_cache_latents_surfaces_a_writer_error_and_keeps_old_output(
     with pytest.raises(OSError, match="disk full"):
         cache_latents(videos_dir=videos_dir, out_dir=out, encode=fake_encode, settings=settings(batch_size=2))
     assert (out / "manifest.json").read_text() == "previous"
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_training_frames_come_from_train_clips_only(videos_dir: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from video_fixtures import leftovers
 
 from fovea.data.shards import (
     iter_latent_samples,
@@ -31,17 +32,6 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _leftovers(parent: Path) -> list[str]:
-    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
-
-
-def fake_encode(frames: np.ndarray) -> np.ndarray:
-    """Stands in for the VAE: 4x4 average pooling, [N, H, W, 3] uint8 -> [N, 3, H/4, W/4]."""
-    n, h, w, _ = frames.shape
-    scaled = frames.astype(np.float32) / 127.5 - 1.0
-    return scaled.reshape(n, h // 4, 4, w // 4, 4, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2)
-
-
 # --------------------------------------------------------------------------- shards
 
 
@@ -60,7 +50,7 @@ def test_videos_shard_round_trip(tmp_path: Path) -> None:
     for sample in read:
         mp4, caption, metadata = samples[sample.key]
         assert (sample.mp4, sample.caption, sample.metadata) == (mp4, caption, metadata)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_shard_members_are_plain_ustar_with_a_fixed_mtime(tmp_path: Path) -> None:
@@ -128,12 +118,12 @@ def test_failed_write_leaves_previous_output_intact(tmp_path: Path) -> None:
             sink.write("new-2", video_sample_files(b"new", "new", {}))
             raise RuntimeError("boom")
     assert _snapshot(out) == before
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
     with write_shards(out, max_per_shard=5) as sink:  # a successful rewrite replaces everything
         sink.write("new", video_sample_files(b"new", "new", {}))
     assert [s.key for s in iter_video_samples(out)] == ["new"]
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_keys_that_would_confuse_webdataset_are_rejected(tmp_path: Path) -> None:

@@ -49,3 +49,15 @@ def faststart_mp4(frames: np.ndarray) -> bytes:
     """An MP4 with its index first, so a truncated copy opens but fails while decoding."""
     with tempfile.TemporaryDirectory() as tmp:
         return encode_clip(frames, options={"movflags": "faststart"}, path=Path(tmp) / "clip.mp4")
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Hidden temporary files a writer left in ``parent`` (none after a finished or failed write)."""
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+def fake_encode(frames: np.ndarray) -> np.ndarray:
+    """Stands in for the VAE: 4x4 average pooling, [N, H, W, 3] uint8 -> [N, 3, H/4, W/4]."""
+    n, h, w, _ = frames.shape
+    scaled = frames.astype(np.float32) / 127.5 - 1.0
+    return scaled.reshape(n, h // 4, 4, w // 4, 4, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2)
