@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The known-answer control at larger frames, prepared to run unattended on one GPU (issue 11):
+# at the default 64 px the latent is 8x8, small enough for FiLM's convolutions to reach every
+# cell, so FiLM's "one modulation everywhere" is no handicap there (benchmarks/oracle_heads.py).
+# At SIZE=256 the latent is 32x32, the paper's size. Everything else is the default params.yaml
+# (tiny models, control task, sfilm's defaults); videos, VAE and latents are made once per task
+# and every head x seed trains and evaluates on them. Each finished run is saved in the report's
+# run format (fovea.experiments.save_runs), so the comparison is rebuilt here with
+#   python stages/report.py --from-runs --out results/control-256px
+#
+#   SIZE=256 HEADS="film sfilm stx xattn mlp" SEEDS="0 1" PAN_HEADS="film sfilm" \
+#     DEADLINE=480 OUT=/tmp/control bash benchmarks/gpu_control.sh
+#   SIZE=64 CLIPS=64 STEPS=4 HEADS="film sfilm" SEEDS=0 PAN_HEADS= DEVICE=cpu OUT=/tmp/c bash benchmarks/gpu_control.sh
+#
+# The heads of one seed run side by side (each with 2 reader workers and THREADS torch threads).
+# DEADLINE (seconds since the start): no new round of runs starts after it, so the call ends in time and the
+# runs already finished come back. REV names the commit the runs are recorded against.
+set -euo pipefail
+export OMP_NUM_THREADS=${THREADS:-2}
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+python=${PYTHON:-python}
+size=${SIZE:-256}
+heads=(${HEADS:-film sfilm stx xattn mlp})
+seeds=(${SEEDS:-0 1})
+pan_heads=(${PAN_HEADS-film sfilm})
+deadline=${DEADLINE:-480}
+out=${OUT:?set OUT to the folder the runs go to}
+rev=${REV:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+mkdir -p "$out/runs"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+params_for() {  # motion, head, seed, reader workers -> $work/<control|pan>-<head>-s<seed>.yaml
+  local label=control; [[ $1 == pan ]] && label=pan
+  "$python" - "$work/$label-$2-s$3.yaml" "$1" "$2" "$3" "$4" "$size" "${CLIPS:-}" "${STEPS:-}" "${DEVICE:-cuda}" <<'PY'
+import sys
+import yaml
+from fovea.params import parse_params
+from fovea.presets import merge_overrides
+path, motion, head, seed, workers, size, clips, steps, device = sys.argv[1:]
+params = yaml.safe_load(open("params.yaml"))
+data = {"size": int(size), "motion": motion}
+if clips:
+    data["num_clips"] = int(clips)
+overrides = {"head": head, "seed": int(seed), "data": data, "frames": {"size": int(size)},
+             "compute": {"device": device, "num_workers": int(workers)}}
+if steps:
+    overrides["train"] = {"steps": int(steps)}
+merge_overrides(params, overrides)
+parse_params(params)
+open(path, "w").write(yaml.safe_dump(params, sort_keys=False))
+PY
+}
+
+timed() {  # name, command...
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" > "$work/$name.log" 2>&1 || { tail -n 30 "$work/$name.log"; echo "$name failed"; return 1; }
+  echo "$name: $((SECONDS - start)) s"
+}
+
+run_task() {  # motion, heads...
+  local motion=$1; shift
+  local task_heads=("$@")
+  local label=control; [[ $motion == pan ]] && label=pan
+  [[ ${#task_heads[@]} -gt 0 ]] || return 0
+  local data="$work/$label"
+  params_for "$motion" "${task_heads[0]}" "${seeds[0]}" 8
+  local p=(--params "$work/$label-${task_heads[0]}-s${seeds[0]}.yaml")
+  timed "$label-videos" "$python" stages/videos.py "${p[@]}" --out "$data/videos"
+  timed "$label-vae" "$python" stages/vae.py "${p[@]}" --videos "$data/videos" --out "$data/vae" --metrics "$data/vae.json"
+  timed "$label-latents" "$python" stages/latents.py "${p[@]}" --videos "$data/videos" --vae "$data/vae" --out "$data/latents"
+  # The heads of one seed train side by side: tiny models leave most of a GPU idle.
+  for seed in "${seeds[@]}"; do
+    if (( SECONDS > deadline )); then echo "deadline: $label seed $seed not run"; continue; fi
+    for head in "${task_heads[@]}"; do
+      run_one "$motion" "$label" "$head" "$seed" "$data" > "$work/$label-$head-s$seed.out" 2>&1 &
+    done
+    wait
+    for head in "${task_heads[@]}"; do cat "$work/$label-$head-s$seed.out"; done
+  done
+}
+
+run_one() {  # motion, label, head, seed, data dir
+  local motion=$1 label=$2 head=$3 seed=$4 data=$5
+  local name="$label-$head-s$seed" run="$work/$label-$head-s$seed"
+  local p=(--params "$work/$name.yaml")
+  params_for "$motion" "$head" "$seed" 2
+  timed "$name-train" "$python" stages/train.py "${p[@]}" --latents "$data/latents" --out "$run/fvlm" --live "$run/live" || return 0
+  timed "$name-evaluate" "$python" stages/evaluate.py "${p[@]}" --model "$run/fvlm" --vae "$data/vae" \
+    --latents "$data/latents" --out "$run/eval.json" --clips "$run/clips.json" --samples "$run/samples.png" \
+    --attention "$run/attention.png" || return 0
+  "$python" - "$out/runs" "$name" "$rev" "$work/$name.yaml" "$run" <<'PY'
+import json, sys
+from pathlib import Path
+import yaml
+from fovea.experiments import Experiment
+runs, name, rev, params, run = sys.argv[1:]
+run = Path(run)
+exp = Experiment(name=name, rev=rev, params=yaml.safe_load(open(params)),
+                 metrics=json.loads((run / "eval.json").read_text()),
+                 clips=json.loads((run / "clips.json").read_text()))
+(Path(runs) / f"{name}.json").write_text(json.dumps(exp.__dict__, indent=1) + "\n")
+m = exp.metrics
+print(f"  {name}: ratio_late {m['ratio_late']:.4f} [{m['ratio_late_ci_low']:.4f}, {m['ratio_late_ci_high']:.4f}]"
+      f"  h_shuffle_gap {m['h_shuffle_gap']:.3g} [{m['h_shuffle_gap_ci_low']:.3g}, {m['h_shuffle_gap_ci_high']:.3g}]"
+      f"  h_mean_gap {m['h_mean_gap']:.3g}  val clips {m['num_clips']}")
+PY
+  cp "$run/attention.png" "$out/runs/$name-attention.png" 2>/dev/null || true
+}
+
+echo "control at ${size} px (latent $((size / 8))x$((size / 8))), heads ${heads[*]}, seeds ${seeds[*]}, pan ${pan_heads[*]:-none}"
+run_task target "${heads[@]}"
+run_task pan "${pan_heads[@]}"
+echo "done in $SECONDS s"
