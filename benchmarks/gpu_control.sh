@@ -65,6 +65,7 @@ run_task() {  # motion, heads...
   local task_heads=("$@")
   local label=control; [[ $motion == pan ]] && label=pan
   [[ ${#task_heads[@]} -gt 0 ]] || return 0
+  if (( SECONDS > deadline )); then echo "deadline: $label not run"; return 0; fi
   local data="$work/$label"
   params_for "$motion" "${task_heads[0]}" "${seeds[0]}" 8
   local p=(--params "$work/$label-${task_heads[0]}-s${seeds[0]}.yaml")
