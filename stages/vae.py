@@ -39,13 +39,17 @@ def main() -> None:
         val_fraction=params.data.val_fraction,
         fps=params.frames.fps,
     )
-    frames_of = lambda split: iter_training_frames(args.videos, settings=settings, split=split)  # noqa: E731
+    # At most vae.fit_frames frames per split, in shard order: the fit draws params.vae.steps
+    # batches from them, and the val check needs no more.
+    frames_of = lambda split: iter_training_frames(  # noqa: E731
+        args.videos, settings=settings, split=split, limit=params.vae.fit_frames
+    )
+    device = "cuda" if use_cuda(params.compute) else "cpu"
     if params.vae.name == "tiny":
-        vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed)
+        vae = fit_tiny_vae(frames_of("train"), params.vae, params.data.seed, device=device)
     else:
         vae = load_vae(params.vae.name)
 
-    device = "cuda" if use_cuda(params.compute) else "cpu"
     mse = VaeCodec(vae, device=device).reconstruction_mse(frames_of("val"))
     if not math.isfinite(mse):
         hint = ": the fit diverged; try a lower vae.lr" if params.vae.name == "tiny" else ""

@@ -121,6 +121,8 @@ class VaeParams(_Section):
     steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(2e-3, gt=0.0)
+    # Frames read from each split to fit the tiny VAE and to check any VAE on val (null: all).
+    fit_frames: int | None = Field(4096, ge=1)
 
     @field_validator("block_channels")
     @classmethod

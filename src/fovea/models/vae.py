@@ -53,19 +53,25 @@ def pixels_to_frames(pixels: torch.Tensor) -> np.ndarray:
     return pixels.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def fit_tiny_vae(frames: np.ndarray, params: VaeParams, seed: int) -> AutoencoderKL:
-    """Fit a tiny AutoencoderKL on uint8 frames [N, H, W, 3] (training split only)."""
+def fit_tiny_vae(
+    frames: np.ndarray, params: VaeParams, seed: int, device: str | torch.device = "cpu"
+) -> AutoencoderKL:
+    """Fit a tiny AutoencoderKL on uint8 frames [N, H, W, 3] (training split only) on ``device``.
+
+    The frames stay uint8 on the host; each batch is converted on its way to the device, so the
+    memory held is the frames' own (a float copy of 2,000 clips at 256 px would take 13 GB)."""
     if len(frames) == 0:
         raise ValueError("no training frames to fit the VAE on")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    vae = tiny_vae(params)
+    vae = tiny_vae(params).to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=params.lr)
-    pixels = frames_to_pixels(frames)
+    frames = torch.as_tensor(frames)
     vae.train()
     progress = tqdm(range(params.steps), desc="fit tiny VAE", unit="step")
     for _ in progress:
-        batch = pixels[torch.randint(len(pixels), (params.batch_size,), generator=generator)]
+        batch = frames_to_pixels(frames[torch.randint(len(frames), (params.batch_size,), generator=generator)])
+        batch = batch.to(device)
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(generator=generator)).sample
         recon_loss = F.mse_loss(recon, batch)
@@ -76,9 +82,11 @@ def fit_tiny_vae(frames: np.ndarray, params: VaeParams, seed: int) -> Autoencode
         progress.set_postfix(mse=f"{recon_loss.item():.4f}")
     vae.eval()
     with torch.no_grad():
-        means = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(64)])
+        means = torch.cat(
+            [vae.encode(frames_to_pixels(chunk).to(device)).latent_dist.mean.cpu() for chunk in frames.split(64)]
+        )
     vae.register_to_config(scaling_factor=float(1.0 / means.std().clamp_min(1e-6)))
-    return vae
+    return vae.cpu()
 
 
 def load_vae(name_or_path: str | Path) -> AutoencoderKL:
