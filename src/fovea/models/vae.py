@@ -53,9 +53,7 @@ def pixels_to_frames(pixels: torch.Tensor) -> np.ndarray:
     return pixels.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def fit_tiny_vae(
-    frames: np.ndarray, params: VaeParams, seed: int, device: str | torch.device = "cpu"
-) -> AutoencoderKL:
+def fit_tiny_vae(frames: np.ndarray, params: VaeParams, seed: int, device: str | torch.device = "cpu") -> AutoencoderKL:
     """Fit a tiny AutoencoderKL on uint8 frames [N, H, W, 3] (training split only) on ``device``.
 
     The frames stay uint8 on the host; each batch is converted on its way to the device, so the
