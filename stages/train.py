@@ -12,6 +12,7 @@ from pathlib import Path
 from dvclive import Live
 
 from fovea.compute import make_accelerator
+from fovea.data.targets import target_dir
 from fovea.errors import FoveaUserError
 from fovea.io import staged_outputs
 from fovea.params import load_params
@@ -22,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--latents", type=Path, default=Path("data/latents"))
+    parser.add_argument("--dino", type=Path, default=Path("data/dino"), help="DINO features (target: dino)")
     parser.add_argument("--out", type=Path, default=Path("models/fvlm"))
     parser.add_argument("--live", type=Path, default=Path("metrics/train"))
     args = parser.parse_args()
@@ -29,6 +31,7 @@ def main() -> None:
     params = load_params(args.params)
     if not (args.latents / "manifest.json").is_file():
         raise FoveaUserError(f"no latents: {args.latents}/manifest.json is missing (run the latents stage first)")
+    data_dir = target_dir(params.target, args.latents, args.dino)  # the shards holding the prediction target
     accelerator = make_accelerator(params.compute, params.train.grad_accum)
     main_process = accelerator.is_main_process
     with staged_outputs(args.out, args.live, publish=main_process) as (model_dir, live_dir):
@@ -39,7 +42,7 @@ def main() -> None:
             else contextlib.nullcontext()
         )
         with live as logger:
-            result = train(params, args.latents, model_dir, logger=logger, accelerator=accelerator)
+            result = train(params, data_dir, model_dir, logger=logger, accelerator=accelerator)
     if main_process:
         print(f"train: {result.steps} steps on {accelerator.num_processes} process(es), final {result.final}")
 

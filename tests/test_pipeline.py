@@ -44,6 +44,8 @@ def test_repro_writes_a_finite_ratio(project):
     assert metrics["small_val_split"] is (metrics["num_clips"] < 10)
     manifest = json.loads((project / "data" / "latents" / "manifest.json").read_text())
     assert manifest["kept"]["total"] == SHRUNK["data"]["num_clips"]
+    assert metrics["target"] == "vae"
+    assert json.loads((project / "data" / "dino" / "manifest.json").read_text())["target"] == "vae"
     assert json.loads((project / "metrics" / "vae.json").read_text())["val_mse"] >= 0
 
 
@@ -135,3 +137,31 @@ def test_metrics_diff_shows_the_new_metrics(project):
     changed = json.loads(out)["metrics/eval.json"]
     for key in ("ratio_late", "ratio_late_ci_low", "ratio_late_ci_high", "fine_win_rate", "copy_loss", "h_mean_gap"):
         assert key in changed, sorted(changed)
+
+
+def _back_to_the_committed_run(project: Path) -> None:
+    run(project, "git", "checkout", "-f", "HEAD")
+    dvc(project, "checkout", "--force")
+
+
+def test_target_dino_reruns_only_dino_train_and_evaluate(project):
+    _back_to_the_committed_run(project)  # earlier tests leave another run in the workspace
+    assert dvc(project, "status", "--json").stdout.strip() in ("{}", "")
+    try:
+        out = dvc(project, "exp", "run", "-n", "target-dino", "-S", "target=dino").stdout
+        # Neither the videos, the VAE nor its latents are made again.
+        assert re.findall(r"Running stage '(\w+)'", out) == ["dino", "train", "evaluate"]
+        manifest = json.loads((project / "data" / "dino" / "manifest.json").read_text())
+        tiny = SHRUNK["model"]["tiny"]
+        size = SHRUNK["frames"]["size"] // tiny["patch_size"]
+        assert manifest["target"] == "dino"
+        assert manifest["latents_shape"] == [SHRUNK["frames"]["num"], tiny["encoder_dim"], size, size]
+        metrics = json.loads((project / "metrics" / "eval.json").read_text())
+        assert metrics["target"] == "dino" and 0 < metrics["ratio_late"] < float("inf")
+        for name in ("ratio_late", "h_mean_gap", "h_shuffle_gap", "copy_gap"):
+            assert f"{name}_ci_low" in metrics, name
+        assert (project / "metrics" / "samples.png").read_bytes().startswith(b"\x89PNG")
+        rows = {exp.name: exp for exp in read_experiments(project)}
+        assert rows["target-dino"].task == "control/dino"
+    finally:
+        _back_to_the_committed_run(project)

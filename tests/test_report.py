@@ -179,6 +179,26 @@ def test_markdown_lists_every_task_head_and_run(summaries):
         assert name in text
 
 
+def test_vae_and_dino_targets_are_compared_apart():
+    runs = [_experiment(head, s, 1.2 if head == "stx" else 1.0) for head in ("film", "stx") for s in (0, 1)]
+    dino = [_experiment(head, s, 1.0) for head in ("film", "stx") for s in (0, 1)]
+    for exp in dino:
+        exp.params["target"] = "dino"
+        exp.name, exp.rev = f"{exp.name}-dino", f"{exp.rev}-dino"
+    dino[0].params.pop("target")
+    dino[0].metrics["target"] = "dino"  # eval.json's record counts too
+    assert {exp.task for exp in dino} == {"control/dino"} and {exp.task for exp in runs} == {"control"}
+    kept, left_out = same_setup(runs + dino)
+    assert len(kept) == 8 and left_out == []
+    rows = summarize_heads(kept, samples=200, seed=0)
+    assert [(s.task, s.head, len(s.seeds)) for s in rows] == [
+        ("control", "film", 2),
+        ("control", "stx", 2),
+        ("control/dino", "film", 2),
+        ("control/dino", "stx", 2),
+    ]
+
+
 def test_runs_with_other_settings_are_left_out_and_named_but_the_task_is_compared():
     base = [_experiment("film", 0, 1.0), _experiment("stx", 0, 1.2), _experiment("stx", 0, 1.0, motion="pan")]
     for exp in base:

@@ -24,7 +24,7 @@ from fovea.io import staged_outputs
 from fovea.params import ParamsError
 from fovea.split_check import MIN_VAL_CLIPS, SplitError, check_split, small_val_split
 
-STAGES = ("videos", "vae", "latents", "train", "evaluate")
+STAGES = ("videos", "vae", "latents", "dino", "train", "evaluate")
 
 
 def _stage(script: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -69,6 +69,21 @@ def test_a_missing_input_is_a_user_error_without_traceback(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "no latents" in result.stderr and "run the latents stage first" in result.stderr
+
+
+def test_target_dino_without_its_features_is_a_user_error_without_traceback(tmp_path: Path) -> None:
+    params = _write_params(tmp_path / "params.yaml", {"target": "dino"})
+    (tmp_path / "latents").mkdir()
+    (tmp_path / "latents" / "manifest.json").write_text("{}")
+    (tmp_path / "dino").mkdir()
+    (tmp_path / "dino" / "manifest.json").write_text('{"target": "vae"}')
+    paths = ("--latents", str(tmp_path / "latents"), "--out", str(tmp_path / "fvlm"), "--live", str(tmp_path / "live"))
+    result = _stage("train", "--params", str(params), *paths, "--dino", str(tmp_path / "dino"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "holds no DINO features" in result.stderr and "rerun the dino stage" in result.stderr
+    result = _stage("dino", "--params", str(params), "--latents", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "run the latents stage first" in result.stderr
 
 
 def test_evaluate_without_a_model_is_a_user_error_without_traceback(tmp_path: Path) -> None:

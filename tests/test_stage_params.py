@@ -29,7 +29,7 @@ from video_fixtures import encode_clip
 import fovea.params
 from fovea.params import Params, _Section
 
-STAGES = ("videos", "vae", "latents", "train", "evaluate")
+STAGES = ("videos", "vae", "latents", "dino", "train", "evaluate")
 
 
 def _leaves(model: BaseModel | type[BaseModel], prefix: str = "") -> set[str]:
@@ -214,15 +214,21 @@ def stage_reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
         _run_stage(monkeypatch, videos, "videos", "--params", params, "--out", "data/videos")
         reads["videos"] = videos.leaves()
 
-        for stage, args in {
-            "vae": (),
-            "latents": (),
-            "train": (),
-            "evaluate": (),
-        }.items():
+        # The dino stage with target: dino (with vae it reads only `target`); train and evaluate
+        # with the default target, and again with dino: each reads the union.
+        dino = params_file("dino", {"target": "dino"})
+        for stage, stage_params in (
+            ("vae", params),
+            ("latents", params),
+            ("dino", dino),
+            ("train", params),
+            ("evaluate", params),
+            ("train", dino),
+            ("evaluate", dino),
+        ):
             recorder = _Recorder()
-            _run_stage(monkeypatch, recorder, stage, "--params", params, *args)
-            reads[stage] = recorder.leaves()
+            _run_stage(monkeypatch, recorder, stage, "--params", stage_params)
+            reads[stage] = reads.get(stage, set()) | recorder.leaves()
     finally:
         monkeypatch.undo()
     return reads

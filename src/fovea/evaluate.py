@@ -241,6 +241,7 @@ def evaluate(
     seen = None if train_dir is None else run_val(model, train_dir, batch_size, max_clips=val.num_clips)
     metrics = {
         "head": model.config.head,
+        "target": model.config.target,
         "head_params": count_parameters(model.head),
         "seed": training["seed"],
         "train_steps": training["steps"],

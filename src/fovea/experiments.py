@@ -51,12 +51,20 @@ class Experiment:
         return "fine_only" if (self.params.get("train") or {}).get("lambda_coarse", 1.0) == 0 else "both_passes"
 
     @property
+    def target(self) -> str:
+        """What the run predicted: ``vae`` latents (runs from before the param) or ``dino`` features."""
+        return self.metrics.get("target") or self.params.get("target") or "vae"
+
+    @property
     def task(self) -> str:
-        """``control``, ``negative control`` (the pan), or the source and task of other setups."""
+        """``control``, ``negative control`` (the pan), or the source and task of other setups;
+        with ``/dino`` appended for runs that predict DINO features, so no comparison mixes targets."""
         data = self.params.get("data", {})
         if data.get("source", "synthetic") != "synthetic" or data.get("task", "control") != "control":
-            return f"{data.get('source', 'synthetic')}/{data.get('task', '-')}"
-        return "negative control" if data.get("motion") == "pan" else "control"
+            task = f"{data.get('source', 'synthetic')}/{data.get('task', '-')}"
+        else:
+            task = "negative control" if data.get("motion") == "pan" else "control"
+        return task if self.target == "vae" else f"{task}/{self.target}"
 
 
 def _dvc_json(repo: Path, *args: str):

@@ -218,6 +218,9 @@ class EvalParams(_Section):
 class Params(_Section):
     seed: int = Field(0, ge=0)
     head: str = "sfilm"
+    # What the model predicts for the next frame: its VAE latent (``vae``) or the frozen encoder's
+    # patch features (``dino``, cached by the dino stage: fovea.data.dino).
+    target: Literal["vae", "dino"] = "vae"
     heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
     data: DataParams = Field(default_factory=DataParams)
     frames: FrameParams = Field(default_factory=FrameParams)

@@ -55,6 +55,26 @@ def save_samples_image(
     _save(figure, path)
 
 
+def pca_decoder(reference: np.ndarray):
+    """A ``decode`` for :func:`save_samples_image` when the latents are feature maps (target: dino):
+    each position's features projected on the first 3 principal components of ``reference``
+    [..., D, h, w] and shown as RGB, scaled by the reference's 1st-99th percentiles."""
+    channels = reference.shape[-3]
+    points = np.moveaxis(reference.reshape(-1, *reference.shape[-3:]), 1, -1).reshape(-1, channels).astype(np.float64)
+    mean = points.mean(axis=0)
+    components = np.linalg.svd(points - mean, full_matrices=False)[2][:3]  # [<=3, D]
+    projected = (points - mean) @ components.T
+    low, high = np.percentile(projected, 1, axis=0), np.percentile(projected, 99, axis=0)
+
+    def decode(features: np.ndarray) -> np.ndarray:
+        maps = np.moveaxis(features.astype(np.float64), 1, -1)  # [N, h, w, D]
+        rgb = ((maps - mean) @ components.T - low) / np.maximum(high - low, 1e-12)
+        rgb = np.concatenate([rgb, np.zeros((*rgb.shape[:-1], 3 - rgb.shape[-1]))], axis=-1)  # fewer than 3 channels
+        return (np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+
+    return decode
+
+
 def save_ratio_plot(
     labels: list[str],
     means: list[float],

@@ -34,7 +34,7 @@ BASELINE_HEAD = "film"
 # Params that define what is compared (the task, the head and its options) or replicated (the
 # seed); every other param must match for runs to be grouped together.
 COMPARED_KEYS = ("head", "heads", "seed")
-TASK_KEYS = ("data.motion", "train.lambda_coarse")
+TASK_KEYS = ("data.motion", "train.lambda_coarse", "target")  # target: the task gets "/dino"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:

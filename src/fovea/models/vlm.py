@@ -57,6 +57,8 @@ class VLMConfig:
     fine_read: str = "learned"
     # The head predicts the change from z_prev (added back here) rather than the whole latent.
     residual: bool = False
+    # What latent_shape holds: the next frame's VAE latent (vae) or its DINO patch features (dino).
+    target: str = "vae"
 
     @classmethod
     def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> VLMConfig:
@@ -71,6 +73,7 @@ class VLMConfig:
             tiny=params.model.tiny.model_dump(),
             fine_read=params.model.fine_read,
             residual=params.model.residual,
+            target=params.target,
         )
 
 
