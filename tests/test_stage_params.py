@@ -29,7 +29,7 @@ from video_fixtures import encode_clip
 import fovea.params
 from fovea.params import Params, _Section
 
-STAGES = ("videos", "vae", "latents", "train", "evaluate")
+STAGES = ("videos", "vae", "latents", "tokenizer", "train", "evaluate")
 
 
 def _leaves(model: BaseModel | type[BaseModel], prefix: str = "") -> set[str]:
@@ -217,6 +217,7 @@ def stage_reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
         for stage, args in {
             "vae": (),
             "latents": (),
+            "tokenizer": (),
             "train": (),
             "evaluate": (),
         }.items():

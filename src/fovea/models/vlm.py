@@ -45,6 +45,7 @@ WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
 LLM_CONFIG_FILE = "llm_config.json"
 TRAINING_FILE = "training.json"  # how the weights were trained: seed, steps, final losses
+TOKENIZER_DIR = "tokenizer"  # the caption tokenizer the model was trained with (save_pretrained)
 
 
 @dataclass
