@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--latents", type=Path, default=Path("data/latents"))
     parser.add_argument("--dino", type=Path, default=Path("data/dino"), help="DINO features (target: dino)")
+    parser.add_argument("--tokenizer", type=Path, default=Path("models/tokenizer"))
     parser.add_argument("--out", type=Path, default=Path("models/fvlm"))
     parser.add_argument("--live", type=Path, default=Path("metrics/train"))
     args = parser.parse_args()
@@ -42,7 +43,9 @@ def main() -> None:
             else contextlib.nullcontext()
         )
         with live as logger:
-            result = train(params, data_dir, model_dir, logger=logger, accelerator=accelerator)
+            result = train(
+                params, data_dir, model_dir, logger=logger, accelerator=accelerator, tokenizer_dir=args.tokenizer
+            )
     if main_process:
         print(f"train: {result.steps} steps on {accelerator.num_processes} process(es), final {result.final}")
 

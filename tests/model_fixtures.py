@@ -11,6 +11,8 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import Dinov2Config, Dinov2Model, LlamaConfig, LlamaForCausalLM
 
+from fovea.tokenizer import fit_tiny_tokenizer
+
 
 @dataclass(frozen=True)
 class SavedModels:
@@ -51,6 +53,8 @@ def save_models(
     encoder.save_pretrained(saved.encoder)
     llm = LlamaForCausalLM(llm_config).to(llm_dtype)
     llm.save_pretrained(saved.llm)
+    # A hub LLM folder holds its tokenizer too: a small word-level one (ids below the vocab size).
+    fit_tiny_tokenizer(["a square moving among still squares"]).save_pretrained(str(saved.llm))
     saved.weights.update(vae=vae.state_dict(), encoder=encoder.state_dict(), llm=llm.model.state_dict())
     return saved
 

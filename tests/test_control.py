@@ -95,3 +95,20 @@ def test_the_pan_makes_the_motion_read_a_plain_read_almost_everywhere():
 def test_params_that_do_not_fit_the_control_task_are_rejected(data, named):
     with pytest.raises(ParamsError, match=named):
         parse_params({"data": {"task": "control", **data}, "frames": {"size": 32, "num": 4}})
+
+
+def test_the_caption_names_the_direction_and_the_start_region() -> None:
+    from fovea.data.control import region_name
+
+    assert region_name((0, 0), 8) == "top left" and region_name((4, 4), 8) == "centre"
+    assert region_name((7, 3), 8) == "middle right" and region_name((3, 7), 8) == "bottom centre"
+    for motion in ("target", "pan"):
+        for index in range(6):
+            clip = make_control_clip(seed=0, index=index, num_frames=4, size=64, distractors=4, motion=motion)
+            target = clip.metadata["target"]
+            start = target["cells"][0]
+            assert target["direction"] in clip.caption
+            assert f"starts {region_name(tuple(start), 8)}" in clip.caption or (
+                f"starting {region_name(tuple(start), 8)}" in clip.caption
+            )
+            assert ("pans" in clip.caption) == (motion == "pan")

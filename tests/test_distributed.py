@@ -95,26 +95,47 @@ def test_two_process_latent_cache_holds_exactly_the_one_process_clips(workdir):
     assert not list(workdir.glob(".latents2.parts*"))
 
 
-def test_two_process_training_writes_one_checkpoint(workdir):
+# joint: the caption loss trains everything upstream of h while the recon loss stops at h
+# (detach_h): DDP must find a gradient for every parameter.
+@pytest.mark.parametrize("objective", ["recon", "joint"])
+def test_two_process_training_writes_one_checkpoint(workdir, objective):
     if not (workdir / "latents1").exists():
         pytest.fail("needs the latents of the previous test")
+    params = workdir / f"params-{objective}.yaml"
+    params.write_text(yaml.safe_dump({**PARAMS, "train": {**PARAMS["train"], "objective": objective}}))
+    tokenizer = workdir / "tokenizer"
+    stage(
+        sys.executable,
+        str(REPO / "stages/tokenizer.py"),
+        "--params",
+        str(params),
+        "--videos",
+        str(workdir / "videos"),
+        "--out",
+        str(tokenizer),
+        cwd=workdir,
+    )
+    fvlm, live = workdir / f"fvlm-{objective}", workdir / f"live-{objective}"
     out = stage(
         *TWO_PROCESSES,
         str(REPO / "stages/train.py"),
         "--params",
-        str(workdir / "params.yaml"),
+        str(params),
         "--latents",
         str(workdir / "latents1"),
+        "--tokenizer",
+        str(tokenizer),
         "--out",
-        str(workdir / "fvlm"),
+        str(fvlm),
         "--live",
-        str(workdir / "live"),
+        str(live),
         cwd=workdir,
     )
     assert out.count("train: 3 steps on 2 process(es)") == 1
-    training = json.loads((workdir / "fvlm" / "training.json").read_text())
+    training = json.loads((fvlm / "training.json").read_text())
     assert training["processes"] == 2 and training["steps"] == 3
-    assert (workdir / "fvlm" / "model.safetensors").is_file()
-    assert [p.name for p in workdir.iterdir() if p.name.startswith(".fvlm")] == []
-    logged = (workdir / "live" / "plots" / "metrics" / "loss_fine.tsv").read_text().splitlines()
+    assert (training["train_caption_ratio_last100"] is not None) == (objective == "joint")
+    assert (fvlm / "model.safetensors").is_file() and (fvlm / "tokenizer").is_dir()
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(f".{fvlm.name}")] == []
+    logged = (live / "plots" / "metrics" / "loss_fine.tsv").read_text().splitlines()
     assert len(logged) == 1 + 3  # header + one row per step, written once

@@ -42,6 +42,9 @@ def test_repro_writes_a_finite_ratio(project):
         assert f"{name}_ci_low" in metrics and f"{name}_ci_high" in metrics, name
     assert metrics["protocol"] == "both_passes" and metrics["train_ratio_last100"] > 0
     assert metrics["small_val_split"] is (metrics["num_clips"] < 10)
+    # The recon default still reports the caption loss per pass (the checkpoint has its tokenizer).
+    assert metrics["objective"] == "recon" and metrics["caption_ratio"] > 0
+    assert len(metrics["loss_fine_iterations"]) == 1 and (project / "models" / "tokenizer").is_dir()
     manifest = json.loads((project / "data" / "latents" / "manifest.json").read_text())
     assert manifest["kept"]["total"] == SHRUNK["data"]["num_clips"]
     assert metrics["target"] == "vae"
@@ -77,6 +80,18 @@ def test_every_head_runs_through_exp_run_and_reruns_only_train_and_evaluate(proj
     rows = {exp.name: exp for exp in read_experiments(project)}
     assert rows[f"head-{head}"].metrics["head"] == head
     assert 0 < rows[f"head-{head}"].metrics["ratio_late"] < float("inf")
+
+
+def test_joint_objective_and_fine_iterations_rerun_only_train_and_evaluate(project):
+    out = dvc(
+        project, "exp", "run", "-n", "joint", "-S", "train.objective=joint", "-S", "model.fine_iterations=2"
+    ).stdout
+    assert re.findall(r"Running stage '(\w+)'", out) == ["train", "evaluate"]
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())  # the run just made
+    assert metrics["objective"] == "joint" and metrics["train_caption_ratio_last100"] > 0
+    assert metrics["caption_loss_fine"] > 0 and metrics["caption_ratio"] > 0
+    assert len(metrics["loss_fine_iterations"]) == len(metrics["caption_loss_fine_iterations"]) == 2
+    assert metrics["loss_fine_iterations"][-1] == pytest.approx(metrics["loss_fine"])
 
 
 def test_unknown_head_fails_naming_the_valid_heads_and_keeps_outputs(project):

@@ -325,7 +325,7 @@ def test_interrupted_training_leaves_the_previous_model_and_curves(
 ) -> None:
     files = _previous_training(tmp_path)
 
-    def interrupted(params, latents_dir, out_dir, logger=None, accelerator=None):
+    def interrupted(params, latents_dir, out_dir, logger=None, accelerator=None, tokenizer_dir=None):
         for step in range(3):  # partial curves, written as training goes
             logger.log_metric("loss", 1.0 / (step + 1))
             logger.next_step()
@@ -347,7 +347,7 @@ def test_interrupted_training_leaves_the_previous_model_and_curves(
 def test_finished_training_publishes_the_model_with_its_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _previous_training(tmp_path)
 
-    def finished(params, latents_dir, out_dir, logger=None, accelerator=None):
+    def finished(params, latents_dir, out_dir, logger=None, accelerator=None, tokenizer_dir=None):
         logger.log_metric("loss_fine", 0.5)
         logger.next_step()
         out_dir.mkdir()

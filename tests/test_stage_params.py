@@ -29,7 +29,7 @@ from video_fixtures import encode_clip
 import fovea.params
 from fovea.params import Params, _Section
 
-STAGES = ("videos", "vae", "latents", "dino", "train", "evaluate")
+STAGES = ("videos", "vae", "latents", "dino", "tokenizer", "train", "evaluate")
 
 
 def _leaves(model: BaseModel | type[BaseModel], prefix: str = "") -> set[str]:
@@ -221,6 +221,7 @@ def stage_reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
             ("vae", params),
             ("latents", params),
             ("dino", dino),
+            ("tokenizer", params),
             ("train", params),
             ("evaluate", params),
             ("train", dino),

@@ -6,6 +6,12 @@ Beside them, what makes the number trustworthy: the share of clips the fine pass
 losses, a copy-the-previous-latent baseline, how much the head uses what is specific to the clip
 in ``h`` (its fine loss with the val-mean ``h``, or another clip's), and ``fovea_gain``, the share
 of that worth the fine read adds over the coarse one.
+
+With ``model.fine_iterations`` > 1, "fine" is the last iteration and every iteration's loss is
+listed (``loss_fine_iterations``). When the checkpoint carries its caption tokenizer (every
+checkpoint the train stage writes), the caption loss of each pass on the val captions is reported
+too, whatever the objective (``caption_loss_coarse``, ``caption_loss_fine``, ``caption_ratio``):
+for a recon-trained model it is the untrained language side's, a baseline for the joint one.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from tqdm import tqdm
 from fovea.data.shards import latents_eval_dataset
 from fovea.errors import FoveaUserError
 from fovea.heads import count_parameters
-from fovea.models.vlm import TRAINING_FILE, FoveatedVLM
+from fovea.models.vlm import TOKENIZER_DIR, TRAINING_FILE, FoveatedVLM
 from fovea.split_check import small_val_split
 from fovea.stats import CrossedDraws, finite_interval, pooled_ratio, share_of_gap, share_of_gap_replicates
+from fovea.tokenizer import encode_captions, load_tokenizer
 
 
 class EvalInputError(FoveaUserError):
@@ -43,6 +50,11 @@ class ValOutputs:
     pred_coarse: torch.Tensor
     # The clips' sample keys, in the same order (reports pair clips across runs by them).
     keys: list[str] = field(default_factory=list)
+    # Per-frame loss of every fine iteration [N, K, T] (the last is fine_loss); None: one.
+    fine_iteration_loss: torch.Tensor | None = None
+    # With captions: summed caption NLL per clip and pass [N, 1 + K] (coarse first), tokens [N].
+    caption_nll: torch.Tensor | None = None
+    caption_tokens: torch.Tensor | None = None
 
     @property
     def num_clips(self) -> int:
@@ -76,18 +88,30 @@ def _model_device(model: FoveatedVLM) -> torch.device:
 
 
 @torch.no_grad()
-def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int | None = None) -> ValOutputs:
-    """Both passes over every clip of a split (the first ``max_clips`` when set) on the model's
-    device; outputs gathered on the CPU."""
+def run_val(
+    model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int | None = None, tokenizer=None
+) -> ValOutputs:
+    """Every pass over every clip of a split (the first ``max_clips`` when set) on the model's
+    device; outputs gathered on the CPU. With ``tokenizer``, the caption loss of each pass too."""
     model.eval()
     device = _model_device(model)
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in TENSOR_FIELDS}
+    names = [*TENSOR_FIELDS, "fine_iteration_loss"] + (["caption_nll", "caption_tokens"] if tokenizer else [])
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     keys: list[str] = []
-    loader = DataLoader(latents_eval_dataset(val_dir, keys=True), batch_size=batch_size)
-    for batch_keys, frames, latents in tqdm(loader, desc="evaluate", unit="batch"):
-        out = model.passes(frames.to(device), latents.to(device))
-        for name in parts:
+    dataset = latents_eval_dataset(val_dir, keys=True, captions=tokenizer is not None)
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc="evaluate", unit="batch"):
+        batch_keys, frames, latents = batch[:3]
+        captions = None
+        if tokenizer is not None:
+            captions = tuple(t.to(device) for t in encode_captions(tokenizer, list(batch[3])))
+        out = model.passes(frames.to(device), latents.to(device), captions=captions, every_iteration=True)
+        for name in TENSOR_FIELDS:
             parts[name].append(getattr(out, name).float().cpu())
+        losses = [(pred.float() - out.target.float()).pow(2).flatten(2).mean(-1) for pred in out.pred_fine_iterations]
+        parts["fine_iteration_loss"].append(torch.stack(losses, dim=1).cpu())
+        if captions is not None:
+            parts["caption_nll"].append(out.caption_nll.float().cpu())
+            parts["caption_tokens"].append(out.caption_tokens.cpu())
         keys.extend(batch_keys)
         if max_clips is not None and len(keys) >= max_clips:
             break
@@ -95,6 +119,29 @@ def run_val(model: FoveatedVLM, val_dir: Path, batch_size: int, max_clips: int |
         raise EvalInputError(f"no clips found in {val_dir}: rerun the latents stage (`dvc repro latents`)")
     tensors = {name: torch.cat(chunks)[:max_clips] for name, chunks in parts.items()}
     return ValOutputs(**tensors, keys=keys[:max_clips])
+
+
+def iteration_and_caption_metrics(val: ValOutputs) -> dict:
+    """Every fine iteration's loss (all frames and frames 3..T) and, with captions, the caption
+    loss per pass (mean over the val captions' tokens) and ``caption_ratio`` = coarse / last fine."""
+    losses = val.fine_iteration_loss
+    losses = torch.from_numpy(val.fine_loss).unsqueeze(1) if losses is None else losses
+    losses = losses.double()
+    late = headline_frames(losses.shape[2])
+    metrics: dict = {
+        "fine_iterations": losses.shape[1],
+        "loss_fine_iterations": [float(v) for v in losses.mean(dim=(0, 2))],
+        "loss_fine_late_iterations": [float(v) for v in losses[:, :, late].mean(dim=(0, 2))],
+    }
+    if val.caption_nll is not None:
+        per_pass = val.caption_nll.double().sum(dim=0) / max(int(val.caption_tokens.sum()), 1)
+        metrics.update(
+            caption_loss_coarse=float(per_pass[0]),
+            caption_loss_fine=float(per_pass[-1]),
+            caption_ratio=float(per_pass[0] / per_pass[-1]),
+            caption_loss_fine_iterations=[float(v) for v in per_pass[1:]],
+        )
+    return metrics
 
 
 @torch.no_grad()
@@ -236,7 +283,9 @@ def evaluate(
         raise EvalInputError(f"no trained model in {model_dir}: run the train stage first (`dvc repro train`)")
     model = FoveatedVLM.load(model_dir).to(device)
     training = json.loads((Path(model_dir) / TRAINING_FILE).read_text())
-    val = run_val(model, val_dir, batch_size)
+    tokenizer_dir = Path(model_dir) / TOKENIZER_DIR
+    tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir.is_dir() else None
+    val = run_val(model, val_dir, batch_size, tokenizer=tokenizer)
     late = late_clip_losses(model, val, batch_size)
     seen = None if train_dir is None else run_val(model, train_dir, batch_size, max_clips=val.num_clips)
     metrics = {
@@ -249,7 +298,10 @@ def evaluate(
         # original's own measurement, to set beside its published ratios.
         "protocol": training.get("protocol"),
         "train_ratio_last100": training.get("train_ratio_last100"),
+        "objective": training.get("objective", "recon"),
+        "train_caption_ratio_last100": training.get("train_caption_ratio_last100"),
         **summarize(val, late, bootstrap, seed),
+        **iteration_and_caption_metrics(val),
         "small_val_split": small_val_split(val.num_clips),
     }
     if seen is not None:

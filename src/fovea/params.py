@@ -161,6 +161,10 @@ class ModelParams(_Section):
     # The head predicts the change from the previous latent (z_prev + head(h, z_prev)), so no
     # head spends its training learning to copy; every head gets the same treatment.
     residual: bool = True
+    # Fine passes after the coarse one: fine k reads each frame with queries made from pass
+    # k-1's hidden states (fine 1 from the coarse pass's). The model trains on the last one;
+    # evaluate compares the coarse pass with the last and lists every iteration.
+    fine_iterations: int = Field(1, ge=1, le=8)
     tiny: TinyModelParams = Field(default_factory=TinyModelParams)
 
 
@@ -177,6 +181,13 @@ class TrainParams(_Section):
     # their initial weights. Trained through h, a random tiny LLM first flattens h across clips
     # (the head cannot use it yet, so its variation is noise) and the head never learns to use it.
     detach_h: bool = True
+    # recon: the prediction (reconstruction) losses alone. joint: the caption loss of the last
+    # fine pass (next-token cross-entropy on the caption appended after the visual tokens) plus
+    # lambda_recon x its reconstruction loss (plus lambda_coarse x the coarse one). With detach_h
+    # the reconstruction loss still stops at h, but the caption loss trains the LLM, encoder and
+    # queries (README: "Joint objective").
+    objective: Literal["recon", "joint"] = "recon"
+    lambda_recon: float = Field(0.5, ge=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the

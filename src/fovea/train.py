@@ -22,16 +22,20 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from fovea.compute import make_accelerator
 from fovea.data.shards import latents_train_dataset
 from fovea.errors import FoveaUserError
 from fovea.io import atomic_directory
 from fovea.models.init import init_from_checkpoint
-from fovea.models.vlm import FoveatedVLM, VLMConfig
+from fovea.models.vlm import TOKENIZER_DIR, FoveatedVLM, VLMConfig
 from fovea.params import Params, TrainParams
+from fovea.tokenizer import encode_captions, load_tokenizer
 
 LOSS_NAMES = ("loss", "loss_fine", "loss_coarse")
+# Beside them with the joint objective (caption loss of each pass; the fine one trains).
+CAPTION_LOSS_NAMES = ("caption_loss_fine", "caption_loss_coarse")
 # The original's measurement: the mean training-batch ratio over the last this many steps.
 RATIO_WINDOW = 100
 
@@ -67,10 +71,17 @@ def warmup_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
+def loss_names(cfg: TrainParams) -> tuple[str, ...]:
+    """The losses a step reports: the caption losses too with the joint objective."""
+    return LOSS_NAMES + (CAPTION_LOSS_NAMES if cfg.objective == "joint" else ())
+
+
 def training_loader(latents_dir: Path, params: Params, rank: int) -> DataLoader:
     # Each rank shuffles the shards with its own seed: statistically independent streams,
-    # identical across reruns of the same (seed, rank, num_workers).
-    dataset = latents_train_dataset(latents_dir / "train", seed=params.seed + 7919 * rank)
+    # identical across reruns of the same (seed, rank, num_workers). Captions only for joint.
+    dataset = latents_train_dataset(
+        latents_dir / "train", seed=params.seed + 7919 * rank, captions=params.train.objective == "joint"
+    )
     workers = params.compute.num_workers
     return DataLoader(
         dataset,
@@ -90,28 +101,41 @@ def make_optimizer(parameters: list[torch.nn.Parameter], cfg: TrainParams, fused
 
 def accumulate_gradients(
     model: torch.nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterator[tuple],
     accelerator: Accelerator,
     cfg: TrainParams,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> torch.Tensor:
     """Forward and backward over ``cfg.grad_accum`` micro-batches drawn from ``batches``: the
-    gradients are those of the mean loss over them. Returns the mean losses (``LOSS_NAMES``),
-    still on the device (the step's one host transfer is the caller's, for logging)."""
+    gradients are those of the mean loss over them. Returns the mean losses (``loss_names``),
+    still on the device (the step's one host transfer is the caller's, for logging).
+
+    A batch is ``(frames, latents)``, or ``(frames, latents, captions)`` for the joint objective,
+    whose captions ``tokenizer`` encodes."""
     if accelerator.gradient_accumulation_steps != cfg.grad_accum:
         # accelerate divides each micro-batch's loss by its own count and syncs on that count.
         raise ValueError(
             f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
             f"train.grad_accum is {cfg.grad_accum}"
         )
+    joint = cfg.objective == "joint"
+    if joint and tokenizer is None:
+        raise ValueError("the joint objective needs a tokenizer for the captions")
     device = accelerator.device
-    totals = torch.zeros(len(LOSS_NAMES), device=device)
+    names = loss_names(cfg)
+    totals = torch.zeros(len(names), device=device)
     for _ in range(cfg.grad_accum):
-        frames, latents = (t.to(device, non_blocking=True) for t in next(batches))
+        batch = next(batches)
+        frames, latents = (t.to(device, non_blocking=True) for t in batch[:2])
+        extra = {}
+        if joint:
+            ids, mask = encode_captions(tokenizer, list(batch[2]))
+            extra = {"caption_ids": ids.to(device), "caption_mask": mask.to(device), "lambda_recon": cfg.lambda_recon}
         with accelerator.accumulate(model):
             with accelerator.autocast():
-                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse, detach_h=cfg.detach_h)
+                losses = model(frames, latents, lambda_coarse=cfg.lambda_coarse, detach_h=cfg.detach_h, **extra)
             accelerator.backward(losses["loss"])
-        totals += torch.stack([losses[name].detach().float() for name in LOSS_NAMES]) / cfg.grad_accum
+        totals += torch.stack([losses[name].detach().float() for name in names]) / cfg.grad_accum
     return totals
 
 
@@ -119,13 +143,14 @@ def optimizer_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     trainable: list[torch.nn.Parameter],
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterator[tuple],
     accelerator: Accelerator,
     cfg: TrainParams,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> torch.Tensor:
     """One optimizer step: gradients over ``cfg.grad_accum`` micro-batches, clipped, applied.
     Returns the mean losses on the device (see ``accumulate_gradients``)."""
-    totals = accumulate_gradients(model, batches, accelerator, cfg)
+    totals = accumulate_gradients(model, batches, accelerator, cfg, tokenizer)
     apply_gradients(optimizer, trainable, accelerator, cfg)
     return totals
 
@@ -146,17 +171,29 @@ def train(
     out_dir: Path,
     logger: StepLogger | None = None,
     accelerator: Accelerator | None = None,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    batches: Iterator[tuple] | None = None,
+    tokenizer_dir: Path | None = None,
 ) -> TrainResult:
     """Train ``params.head`` and save the checkpoint to ``out_dir`` (written whole, then renamed).
 
     ``batches`` replaces the shard reader (benchmarks feed batches already in memory).
+    ``tokenizer_dir`` (the tokenizer stage's output): the tiny LLM's vocabulary is its size, the
+    joint objective encodes captions with it (required then), and it is saved in the checkpoint.
     """
     cfg = params.train
     accelerator = accelerator or make_accelerator(params.compute, cfg.grad_accum)
+    tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir is not None else None
+    if cfg.objective == "joint" and tokenizer is None:
+        raise FoveaUserError("train.objective joint needs the caption tokenizer (the tokenizer stage's output)")
     seed_everything(params.seed)  # the same initial weights on every rank
-    config = VLMConfig.from_params(params, latent_shape_from_manifest(latents_dir))
+    vocab = {"vocab_size": len(tokenizer)} if tokenizer is not None else {}
+    config = VLMConfig.from_params(params, latent_shape_from_manifest(latents_dir), **vocab)
     model = FoveatedVLM.build(config)
+    if tokenizer is not None and len(tokenizer) > model.llm.get_input_embeddings().num_embeddings:
+        raise FoveaUserError(
+            f"the tokenizer has {len(tokenizer)} tokens, the LLM {params.model.llm!r} embeds only "
+            f"{model.llm.get_input_embeddings().num_embeddings}: rerun the tokenizer stage for this model.llm"
+        )
     # Before the optimizer, compile and prepare: they wrap or rename the parameters.
     init_report = init_from_checkpoint(model, Path(cfg.init_from)) if cfg.init_from else None
     if init_report and accelerator.is_main_process:
@@ -165,7 +202,12 @@ def train(
             f"{init_report['skipped']} skipped {init_report['skipped_by_reason']}"
             + (f" ({init_report['reason']})" if init_report["reason"] else "")
         )
-    if cfg.detach_h:
+    if cfg.objective == "joint":
+        # The caption loss trains the LLM, encoder and queries (and the tied token table); with
+        # detach_h only the reconstruction loss stops at h. Nothing is frozen here, so every
+        # parameter gets a gradient from the caption loss (DDP needs no unused-parameter search).
+        model.train_token_embeddings()
+    elif cfg.detach_h:
         model.train_only_head()
     model.train()
 
@@ -180,16 +222,17 @@ def train(
 
     final: dict[str, float] = {}
     recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
+    recent_caption_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
     started = time.perf_counter()
     progress = tqdm(
         range(1, cfg.steps + 1), desc=f"train {params.head}", unit="step", disable=not accelerator.is_main_process
     )
     for step in progress:
-        totals = optimizer_step(model, optimizer, trainable, batches, accelerator, cfg)
+        totals = optimizer_step(model, optimizer, trainable, batches, accelerator, cfg, tokenizer)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
 
-        values = dict(zip(LOSS_NAMES, accelerator.reduce(totals, reduction="mean").tolist(), strict=False))
+        values = dict(zip(loss_names(cfg), accelerator.reduce(totals, reduction="mean").tolist(), strict=True))
         if not all(math.isfinite(v) for v in values.values()):
             raise TrainingDiverged(
                 f"non-finite loss at step {step}: "
@@ -198,6 +241,9 @@ def train(
             )
         final = {**values, "ratio": values["loss_coarse"] / values["loss_fine"], "lr": lr}
         recent_ratios.append(final["ratio"])
+        if "caption_loss_fine" in values:
+            final["caption_ratio"] = values["caption_loss_coarse"] / values["caption_loss_fine"]
+            recent_caption_ratios.append(final["caption_ratio"])
         progress.set_postfix(fine=f"{final['loss_fine']:.4f}", ratio=f"{final['ratio']:.3f}")
         if logger is not None and accelerator.is_main_process:
             for name, value in final.items():
@@ -210,6 +256,8 @@ def train(
         final["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
     if accelerator.is_main_process:
         with atomic_directory(out_dir) as tmp:
+            if tokenizer is not None:  # evaluate reads the captions with the model's own tokenizer
+                tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
             accelerator.unwrap_model(model, keep_torch_compile=False).save(
                 tmp,
                 training={
@@ -219,7 +267,12 @@ def train(
                     "steps_per_second": cfg.steps / seconds,
                     "init_from": init_report,
                     "protocol": cfg.protocol,
+                    "objective": cfg.objective,
+                    "lambda_recon": cfg.lambda_recon,
                     "train_ratio_last100": float(np.mean(recent_ratios)),
+                    "train_caption_ratio_last100": (
+                        float(np.mean(recent_caption_ratios)) if recent_caption_ratios else None
+                    ),
                     "final": final,
                 },
             )

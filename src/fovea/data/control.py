@@ -135,9 +135,22 @@ def make_control_clip(
         "colour": colour_name,
         "background_rgb": [int(c) for c in background],
     }
-    others = "still" if motion == "target" else "panning"
-    caption = f"a {colour_name} square moving {direction} among {distractors} {others} {colour_name} squares"
+    # The caption names what only looking across frames reveals: which way the target (or, in
+    # the negative control, the whole frame) moves and the region it starts in.
+    region = region_name(start, cells)
+    metadata["target"]["start_region"] = region
+    if motion == "target":
+        caption = f"the {colour_name} square starting {region} moves {direction}; {distractors} others stay still"
+    else:
+        caption = f"the whole frame pans {direction}; the marked {colour_name} square starts {region}"
     return SyntheticClip(frames=frames, caption=caption, metadata=metadata)
+
+
+def region_name(cell: tuple[int, int], cells: int) -> str:
+    """The third of the frame a cell lies in, across and down: e.g. ``top left``, ``centre``."""
+    x, y = (min(3 * c // cells, 2) for c in cell)
+    rows, columns = ("top", "middle", "bottom"), ("left", "centre", "right")
+    return "centre" if (x, y) == (1, 1) else f"{rows[y]} {columns[x]}"
 
 
 def _draw(frame: np.ndarray, cell: tuple[int, int], colour: tuple[int, int, int]) -> None:

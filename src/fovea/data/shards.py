@@ -279,11 +279,18 @@ def _to_tensors(sample: Mapping[str, Any]) -> tuple[str, torch.Tensor, torch.Ten
     return sample["__key__"], frames, latents
 
 
-def _without_key(clip: tuple[str, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return clip[1], clip[2]
+def _with_caption(sample: Mapping[str, Any]) -> tuple[str, torch.Tensor, torch.Tensor, str]:
+    """``(key, frames, latents, caption)``: the caption for the joint objective."""
+    return (*_to_tensors(sample), sample_caption(sample))
 
 
-def latents_train_dataset(split_dir: Path, seed: int, shuffle_buffer: int = 64) -> wds.DataPipeline:
+def _without_key(clip: tuple) -> tuple:
+    return tuple(clip[1:])
+
+
+def latents_train_dataset(
+    split_dir: Path, seed: int, shuffle_buffer: int = 64, *, captions: bool = False
+) -> wds.DataPipeline:
     """An endless, shuffled, seeded stream of ``(frames, latents)`` for training.
 
     Shards are shuffled per epoch and samples through a buffer of ``shuffle_buffer``, both
@@ -291,7 +298,8 @@ def latents_train_dataset(split_dir: Path, seed: int, shuffle_buffer: int = 64) 
     [T, H, W, 3] and latents as float32 [T, C, h, w]. Wrap it in a ``DataLoader`` with a
     ``batch_size`` (it is an ``IterableDataset``); with several workers each worker reads a
     disjoint share of the shard sequence, so the stream is deterministic for a fixed
-    ``num_workers`` but differs between worker counts.
+    ``num_workers`` but differs between worker counts. With ``captions``, each clip's caption
+    (a string) follows.
     """
     return wds.DataPipeline(
         _EpochShuffledShards(_shard_urls(split_dir), seed),
@@ -299,22 +307,23 @@ def latents_train_dataset(split_dir: Path, seed: int, shuffle_buffer: int = 64) 
         wds.tarfile_to_samples(),
         # seed (not rng) so each iteration starts a fresh random.Random(seed): reproducible.
         wds.shuffle(shuffle_buffer, initial=shuffle_buffer, seed=seed),
-        wds.map(_to_tensors),
+        wds.map(_with_caption if captions else _to_tensors),
         wds.map(_without_key),
     )
 
 
-def latents_eval_dataset(split_dir: Path, *, keys: bool = False) -> wds.DataPipeline:
+def latents_eval_dataset(split_dir: Path, *, keys: bool = False, captions: bool = False) -> wds.DataPipeline:
     """A finite stream of ``(frames, latents)`` over one split in shard/sample order.
 
     With ``keys``, ``(key, frames, latents)``: batched by a ``DataLoader``, the keys come as a
     list of strings beside the tensors, in the same order. In order with ``num_workers=0``; with
-    workers the shards are dealt out and interleaved.
+    workers the shards are dealt out and interleaved. With ``captions``, each clip's caption
+    follows (a list of strings once batched).
     """
     stages = [
         wds.SimpleShardList(_shard_urls(split_dir)),
         wds.split_by_worker,
         wds.tarfile_to_samples(),
-        wds.map(_to_tensors),
+        wds.map(_with_caption if captions else _to_tensors),
     ]
     return wds.DataPipeline(*stages if keys else [*stages, wds.map(_without_key)])

@@ -6,6 +6,12 @@ LLM hidden state after frame t-1 (a learned ``q_init`` for frame 1); sequence
 ``[text, <fine>, f1..fT]``. In both passes the hidden states at ``<mode>, x1..x(T-1)`` and the
 previous latents ``[z_init, z1..z(T-1)]`` go through the same prediction head to predict
 ``z1..zT``.
+
+``fine_iterations`` > 1 chains fine passes: fine k reads each frame with queries made from fine
+k-1's hidden states (fine 1 from the coarse pass's). ``h_fine``/``pred_fine`` are the last one's.
+With captions (the joint objective), every pass appends the caption's token embeddings after the
+visual tokens: ``[text, <mode>, x1..xT, c1..cL]``; causal attention keeps the hidden states at
+the visual positions exactly what they are without it (fovea.models.captions has the loss).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from transformers import (
 )
 
 from fovea.heads import build_head
+from fovea.models.captions import caption_token_nll
 from fovea.models.encoder import DeepQueryEncoder, load_dinov2, tiny_dinov2_config
 from fovea.models.loading import load_pretrained
 from fovea.params import Params
@@ -38,6 +45,7 @@ WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
 LLM_CONFIG_FILE = "llm_config.json"
 TRAINING_FILE = "training.json"  # how the weights were trained: seed, steps, final losses
+TOKENIZER_DIR = "tokenizer"  # the caption tokenizer the model was trained with (save_pretrained)
 
 
 @dataclass
@@ -59,9 +67,12 @@ class VLMConfig:
     residual: bool = False
     # What latent_shape holds: the next frame's VAE latent (vae) or its DINO patch features (dino).
     target: str = "vae"
+    fine_iterations: int = 1
+    # The tiny LLM's vocabulary: the caption tokenizer's size (unused for a pretrained LLM).
+    vocab_size: int = 256
 
     @classmethod
-    def from_params(cls, params: Params, latent_shape: tuple[int, int, int]) -> VLMConfig:
+    def from_params(cls, params: Params, latent_shape: tuple[int, int, int], vocab_size: int = 256) -> VLMConfig:
         return cls(
             head=params.head,
             head_options=params.head_options(),
@@ -74,17 +85,19 @@ class VLMConfig:
             fine_read=params.model.fine_read,
             residual=params.model.residual,
             target=params.target,
+            fine_iterations=params.model.fine_iterations,
+            vocab_size=vocab_size,
         )
 
 
-def tiny_llama_config(hidden_size: int, layers: int, heads: int) -> LlamaConfig:
+def tiny_llama_config(hidden_size: int, layers: int, heads: int, vocab_size: int = 256) -> LlamaConfig:
     return LlamaConfig(
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,
-        vocab_size=256,
+        vocab_size=vocab_size,
         max_position_embeddings=512,
     )
 
@@ -132,6 +145,12 @@ class PassOutputs:
     pred_coarse: torch.Tensor
     pred_fine: torch.Tensor
     target: torch.Tensor
+    # Every fine iteration's predictions, the last being pred_fine (passes(every_iteration=True)).
+    pred_fine_iterations: list[torch.Tensor] = field(default_factory=list)
+    # With captions: per-clip summed caption NLL [B, 1 + fine_iterations] (coarse first) and the
+    # clip's caption token count [B].
+    caption_nll: torch.Tensor | None = None
+    caption_tokens: torch.Tensor | None = None
 
 
 class FoveatedVLM(nn.Module):
@@ -186,7 +205,10 @@ class FoveatedVLM(nn.Module):
                 config.frame_size,
             ),
         )
-        llm = load_llm(config.llm, tiny_llama_config(tiny["llm_dim"], tiny["llm_layers"], tiny["attention_heads"]))
+        llm = load_llm(
+            config.llm,
+            tiny_llama_config(tiny["llm_dim"], tiny["llm_layers"], tiny["attention_heads"], config.vocab_size),
+        )
         return cls(config, dinov2, llm)
 
     def save(self, directory: Path, training: dict[str, Any] | None = None) -> None:
@@ -217,13 +239,24 @@ class FoveatedVLM(nn.Module):
     def _visual_tokens(self, encoded: torch.Tensor) -> torch.Tensor:
         return encoded * (self.embed_norm / encoded.norm(dim=-1, keepdim=True).clamp_min(1e-6))
 
-    def _run_llm(self, mode_token: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
-        """[text, mode, x1..xT] -> hidden states at every position [B, T + 2, D]."""
-        batch = visual.shape[0]
+    def _run_llm(
+        self, mode_token: torch.Tensor, visual: torch.Tensor, captions: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[text, mode, x1..xT(, c1..cL)] -> hidden states at [text, mode, x1..xT] [B, T + 2, D]
+        and, with ``captions`` (ids, mask [B, L]), the per-clip summed caption NLL [B]."""
+        batch, steps = visual.shape[:2]
         prefix = torch.stack([self.no_text_token, mode_token]).unsqueeze(0).expand(batch, -1, -1)
-        sequence = torch.cat([prefix, visual], dim=1)
-        # One call reads the whole sequence: a KV cache would only add operations.
-        return self.llm(inputs_embeds=sequence, use_cache=False).last_hidden_state
+        parts = [prefix, visual]
+        embedding = self.llm.get_input_embeddings()
+        if captions is not None:
+            parts.append(embedding(captions[0]).to(visual.dtype))
+        # One call reads the whole sequence: a KV cache would only add operations. Padding is on
+        # the right, after every real position, so causal attention needs no padding mask.
+        hidden = self.llm(inputs_embeds=torch.cat(parts, dim=1), use_cache=False).last_hidden_state
+        if captions is None:
+            return hidden, None
+        nll = caption_token_nll(hidden, captions[0], captions[1], embedding.weight, first=steps + 2)
+        return hidden[:, : steps + 2], nll.sum(dim=1)
 
     def passes(
         self,
@@ -231,12 +264,16 @@ class FoveatedVLM(nn.Module):
         latents: torch.Tensor,
         fine_queries: torch.Tensor | None = None,
         detach_h: bool = False,
+        captions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        every_iteration: bool = False,
     ) -> PassOutputs:
         """``frames`` uint8 [B, T, H, W, 3], ``latents`` [B, T, C, h, w] -> both passes.
 
-        ``fine_queries`` [B, T, D_enc] overrides the queries the coarse pass would choose
-        (used by tests to check that equal queries give equal passes). ``detach_h``: the head's
-        loss does not reach what makes ``h`` (train.detach_h).
+        ``fine_queries`` [B, T, D_enc] overrides the queries the coarse pass would choose for
+        fine 1 (used by tests to check that equal queries give equal passes). ``detach_h``: the
+        head's loss does not reach what makes ``h`` (train.detach_h). ``captions`` (ids, mask
+        [B, L]): appended to every pass, whose caption NLL is returned. ``every_iteration``: the
+        predictions of every fine iteration too, not only the last.
         """
         batch, steps = frames.shape[:2]
         cache = self.encoder.encode_patches(frames.flatten(0, 1))
@@ -245,41 +282,56 @@ class FoveatedVLM(nn.Module):
             tokens = self.encoder.read(cache, queries.flatten(0, 1), None if allowed is None else allowed.flatten(0, 1))
             return self._visual_tokens(tokens).view(batch, steps, -1)
 
-        hidden_coarse = self._run_llm(self.coarse_token, read(self.coarse_queries(batch, steps)))
-        if fine_queries is None:
-            fine_queries = self.fine_queries(hidden_coarse)
-        hidden_fine = self._run_llm(self.fine_token, read(fine_queries, self.fine_allowed(frames)))
+        hidden, nll = self._run_llm(self.coarse_token, read(self.coarse_queries(batch, steps)), captions)
+        hiddens, nlls = [hidden], [nll]
+        allowed = self.fine_allowed(frames)
+        for iteration in range(self.config.fine_iterations):
+            queries = fine_queries if iteration == 0 and fine_queries is not None else self.fine_queries(hidden)
+            hidden, nll = self._run_llm(self.fine_token, read(queries, allowed), captions)
+            hiddens.append(hidden)
+            nlls.append(nll)
 
         z_prev = torch.cat([self.z_init.expand(batch, 1, *latents.shape[2:]), latents[:, :-1]], dim=1)
-        h_coarse = hidden_coarse[:, 1 : steps + 1]
-        h_fine = hidden_fine[:, 1 : steps + 1]
+        # The coarse pass, the fine iterations the caller wants, the last fine one last.
+        predicted = hiddens if every_iteration else [hiddens[0], hiddens[-1]]
+        h = [hidden[:, 1 : steps + 1] for hidden in predicted]
         if detach_h:
-            h_coarse, h_fine = h_coarse.detach(), h_fine.detach()
-        # Both passes through the head as one batch: half its operator calls (and kernel
-        # launches), the same result per clip.
-        pred_coarse, pred_fine = self.predict(torch.cat([h_coarse, h_fine]), torch.cat([z_prev, z_prev])).chunk(2)
+            h = [part.detach() for part in h]
+        # Every pass through the head as one batch: fewer operator calls (and kernel launches),
+        # the same result per clip.
+        preds = self.predict(torch.cat(h), torch.cat([z_prev] * len(h))).chunk(len(h))
         return PassOutputs(
-            h_coarse=h_coarse,
-            h_fine=h_fine,
+            h_coarse=h[0],
+            h_fine=h[-1],
             z_prev=z_prev,
-            pred_coarse=pred_coarse,
-            pred_fine=pred_fine,
+            pred_coarse=preds[0],
+            pred_fine=preds[-1],
             target=latents,
+            pred_fine_iterations=list(preds[1:]) if every_iteration else [preds[-1]],
+            caption_nll=None if captions is None else torch.stack(nlls, dim=1),
+            caption_tokens=None if captions is None else captions[1].sum(dim=1),
         )
 
     def train_only_head(self) -> None:
-        """Freeze everything upstream of ``h`` (train.detach_h): only the head and ``z_init``
-        keep trainable weights. Parameters that never get a gradient would stop DDP."""
+        """Freeze everything upstream of ``h`` (train.detach_h with the recon objective): only
+        the head and ``z_init`` keep trainable weights. Parameters that never get a gradient would
+        stop DDP. (The joint objective freezes nothing here: its caption loss trains upstream.)"""
         for name, parameter in self.named_parameters():
             if not name.startswith(("head.", "z_init")):
                 parameter.requires_grad_(False)
+
+    def train_token_embeddings(self) -> None:
+        """The joint objective trains the LLM's token table too: it embeds the caption and, tied,
+        projects hidden states to logits (frozen, a random tiny table's logits stay near zero).
+        The visual tokens' scale stays the one measured at initialisation (``embed_norm``)."""
+        self.llm.get_input_embeddings().requires_grad_(True)
 
     def coarse_queries(self, batch: int, steps: int) -> torch.Tensor:
         return self.static_query.expand(batch, steps, -1)
 
     def fine_queries(self, hidden_coarse: torch.Tensor) -> torch.Tensor:
         """The query for frame t comes from the coarse hidden state after frame t-1 (v_(t-1))."""
-        batch, steps = hidden_coarse.shape[0], hidden_coarse.shape[1] - 2
+        batch, steps = hidden_coarse.shape[0], hidden_coarse.shape[1] - 2  # [text, mode, x1..xT]
         made = self.query_proj(hidden_coarse[:, 2 : steps + 1])
         return torch.cat([self.q_init.expand(batch, 1, -1), made], dim=1)
 
@@ -291,14 +343,22 @@ class FoveatedVLM(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where the coarse and the fine queries attend over each frame's patches (last encoder
-        layer, mean over heads): two [B, T, P] tensors."""
+        """Where the coarse and the (last) fine queries attend over each frame's patches (last
+        encoder layer, mean over heads): two [B, T, P] tensors."""
         batch, steps = frames.shape[:2]
         cache = self.encoder.encode_patches(frames.flatten(0, 1))
-        coarse_queries = self.coarse_queries(batch, steps)
-        tokens = self._visual_tokens(self.encoder.read(cache, coarse_queries.flatten(0, 1))).view(batch, steps, -1)
-        fine_queries = self.fine_queries(self._run_llm(self.coarse_token, tokens))
         allowed = self.fine_allowed(frames)
+
+        def read(queries: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            tokens = self.encoder.read(cache, queries.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
+            return self._visual_tokens(tokens).view(batch, steps, -1)
+
+        coarse_queries = self.coarse_queries(batch, steps)
+        hidden = self._run_llm(self.coarse_token, read(coarse_queries))[0]
+        fine_queries = self.fine_queries(hidden)
+        for _ in range(self.config.fine_iterations - 1):
+            hidden = self._run_llm(self.fine_token, read(fine_queries, allowed))[0]
+            fine_queries = self.fine_queries(hidden)
         maps = [
             self.encoder.attention_maps(cache, queries.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
             for queries, mask in ((coarse_queries, None), (fine_queries, allowed))
@@ -311,13 +371,27 @@ class FoveatedVLM(nn.Module):
         return z_prev + out if self.config.residual else out
 
     def forward(
-        self, frames: torch.Tensor, latents: torch.Tensor, lambda_coarse: float = 1.0, detach_h: bool = False
+        self,
+        frames: torch.Tensor,
+        latents: torch.Tensor,
+        lambda_coarse: float = 1.0,
+        detach_h: bool = False,
+        caption_ids: torch.Tensor | None = None,
+        caption_mask: torch.Tensor | None = None,
+        lambda_recon: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        out = self.passes(frames, latents, detach_h=detach_h)
+        """Losses of one batch. Without captions (recon): loss_fine + lambda_coarse x loss_coarse.
+        With ``caption_ids``/``caption_mask`` (joint): the last fine pass's caption loss +
+        lambda_recon x loss_fine + lambda_coarse x loss_coarse; the coarse caption loss is only
+        measured."""
+        captions = None if caption_ids is None else (caption_ids, caption_mask)
+        out = self.passes(frames, latents, detach_h=detach_h, captions=captions)
         loss_fine = F.mse_loss(out.pred_fine, out.target)
         loss_coarse = F.mse_loss(out.pred_coarse, out.target)
-        return {
-            "loss": loss_fine + lambda_coarse * loss_coarse,
-            "loss_fine": loss_fine,
-            "loss_coarse": loss_coarse,
-        }
+        losses = {"loss": loss_fine + lambda_coarse * loss_coarse, "loss_fine": loss_fine, "loss_coarse": loss_coarse}
+        if out.caption_nll is not None:
+            tokens = out.caption_tokens.sum().clamp_min(1)
+            losses["caption_loss_coarse"] = out.caption_nll[:, 0].sum() / tokens
+            losses["caption_loss_fine"] = out.caption_nll[:, -1].sum() / tokens
+            losses["loss"] = losses["caption_loss_fine"] + lambda_recon * loss_fine + lambda_coarse * loss_coarse
+        return losses
