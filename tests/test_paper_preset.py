@@ -1,4 +1,4 @@
-"""The paper preset at the real sizes: two training steps on CPU.
+"""The paper and original-joint presets at the real sizes: two training steps on CPU.
 
 The three models are the real architectures (their public configs) with random weights, saved
 with `save_pretrained` and named by path, so nothing is downloaded. Params are
@@ -31,6 +31,7 @@ from fovea.io import atomic_directory
 from fovea.models.vae import VaeCodec, load_vae
 from fovea.params import parse_params
 from fovea.presets import merge_preset
+from fovea.tokenizer import build_tokenizer
 from fovea.train import train
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,8 @@ FEW_CLIPS = {
 }
 
 
-def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path):
+@pytest.mark.parametrize("preset_name", ["paper", "original_joint"])
+def test_two_training_steps_of_the_preset_at_the_real_sizes(tmp_path: Path, preset_name: str):
     saved = save_models(
         tmp_path / "pretrained",
         sd_vae_ft_mse_config(),
@@ -61,14 +63,17 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
         smollm2_135m_config(),
         llm_dtype=torch.bfloat16,
     )
-    preset = (REPO / "presets" / "paper.yaml").read_text()
+    preset = (REPO / "presets" / f"{preset_name}.yaml").read_text()
     applied = yaml.safe_load(merge_preset((REPO / "params.yaml").read_text(), preset).text)
     params = parse_params(
         merge_params(applied, {**saved.params(), "head": "film", "data": FEW_CLIPS, "train": {"steps": 2}})
     )
     # The protocol is the preset's, untouched by the substitutions above.
     assert (params.frames.num, params.frames.size, params.model.freeze_encoder) == (8, 256, True)
-    assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (8, 1, 3e-5)
+    joint = preset_name == "original_joint"
+    batch = (2, 4) if joint else (8, 1)
+    assert (params.train.batch_size, params.train.grad_accum, params.train.lr) == (*batch, 3e-5)
+    assert (params.train.objective, params.model.fine_iterations) == (("joint", 2) if joint else ("recon", 1))
 
     videos, vae_dir = tmp_path / "data" / "videos", tmp_path / "models" / "vae"
     latents, model_dir = tmp_path / "data" / "latents", tmp_path / "models" / "fvlm"
@@ -85,7 +90,9 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
     assert manifest["latents_shape"] == [params.frames.num, *LATENT]
     assert manifest["kept"] == {"train": 1, "val": 1, "total": 2}
 
-    result = train(params, latents_dir=latents, out_dir=model_dir)
+    tokenizer_dir = tmp_path / "models" / "tokenizer"  # the tokenizer stage: the LLM's own
+    build_tokenizer(params.model.llm, videos, params.data.val_fraction).save_pretrained(str(tokenizer_dir))
+    result = train(params, latents_dir=latents, out_dir=model_dir, tokenizer_dir=tokenizer_dir)
     assert result.steps == 2
     assert all(math.isfinite(value) for value in result.final.values()), result.final
 
@@ -104,5 +111,8 @@ def test_two_training_steps_of_the_paper_preset_at_the_real_sizes(tmp_path: Path
     # the original's protocol: the fine loss alone trains; its training-batch ratio is recorded
     assert metrics["protocol"] == "fine_only" and math.isfinite(metrics["train_ratio_last100"])
     assert metrics["head_params"] == count_parameters(model.head) == FILM_PARAMS_AT_PAPER_SIZES
-    for key in ("loss_fine", "loss_coarse", "ratio"):
+    for key in ("loss_fine", "loss_coarse", "ratio", "caption_loss_fine", "caption_ratio"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0, (key, metrics[key])
+    assert len(metrics["loss_fine_iterations"]) == params.model.fine_iterations
+    if joint:
+        assert math.isfinite(metrics["train_caption_ratio_last100"])

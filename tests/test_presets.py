@@ -31,6 +31,20 @@ def test_the_paper_preset_holds_the_proposal_protocol():
     assert "data" not in overrides  # the data source stays the user's choice
 
 
+def test_the_original_joint_preset_holds_the_original_protocol():
+    overrides = yaml.safe_load((REPO / "presets" / "original_joint.yaml").read_text())
+    params = parse_params(overrides)
+    paper = yaml.safe_load(PAPER.read_text())
+    # the paper preset's models and sizes
+    assert {key: overrides[key] for key in ("frames", "vae")} == {key: paper[key] for key in ("frames", "vae")}
+    assert all(overrides["model"][key] == value for key, value in paper["model"].items())
+    train = params.train
+    assert (train.objective, train.lambda_recon, params.model.fine_iterations) == ("joint", 0.5, 2)
+    assert (train.batch_size, train.grad_accum, train.lr) == (2, 4, 3e-5)
+    assert train.protocol == "fine_only" and not train.detach_h and params.head == "film"
+    assert "data" not in overrides
+
+
 def test_applying_a_preset_keeps_comments_and_every_other_key(tmp_path):
     params_path = tmp_path / "params.yaml"
     original = (REPO / "params.yaml").read_text()
