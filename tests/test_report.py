@@ -199,6 +199,27 @@ def test_vae_and_dino_targets_are_compared_apart():
     ]
 
 
+def test_objectives_and_targets_are_compared_apart():
+    made = {}
+    for objective, target in (("recon", "vae"), ("joint", "vae"), ("recon", "dino"), ("joint", "dino")):
+        for head in ("film", "sfilm"):
+            for seed in (0, 1):
+                exp = _experiment(head, seed, 1.3 if head == "sfilm" else 1.0)
+                exp.params.setdefault("train", {})["objective"] = objective
+                exp.params["target"] = target
+                exp.name = exp.rev = f"{objective}-{target}-{head}-s{seed}"
+                made[exp.name] = exp
+    made["joint-vae-film-s0"].params["train"].pop("objective")
+    made["joint-vae-film-s0"].metrics["objective"] = "joint"  # eval.json's record counts too
+    kept, left_out = same_setup(list(made.values()))
+    assert len(kept) == 16 and left_out == []
+    rows = summarize_heads(kept, samples=200, seed=0)
+    tasks = ["control", "control/joint", "control/dino", "control/joint/dino"]
+    assert sorted((s.task, s.head, len(s.seeds)) for s in rows) == sorted(
+        (task, head, 2) for task in tasks for head in ("film", "sfilm")
+    )
+
+
 def test_runs_with_other_settings_are_left_out_and_named_but_the_task_is_compared():
     base = [_experiment("film", 0, 1.0), _experiment("stx", 0, 1.2), _experiment("stx", 0, 1.0, motion="pan")]
     for exp in base:

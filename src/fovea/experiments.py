@@ -56,15 +56,22 @@ class Experiment:
         return self.metrics.get("target") or self.params.get("target") or "vae"
 
     @property
+    def objective(self) -> str:
+        """What the run trained on: ``recon`` (runs from before the param) or ``joint``."""
+        return self.metrics.get("objective") or (self.params.get("train") or {}).get("objective") or "recon"
+
+    @property
     def task(self) -> str:
         """``control``, ``negative control`` (the pan), or the source and task of other setups;
-        with ``/dino`` appended for runs that predict DINO features, so no comparison mixes targets."""
+        with ``/joint`` appended for the joint objective and ``/dino`` for runs that predict DINO
+        features, so no comparison mixes objectives or targets."""
         data = self.params.get("data", {})
         if data.get("source", "synthetic") != "synthetic" or data.get("task", "control") != "control":
             task = f"{data.get('source', 'synthetic')}/{data.get('task', '-')}"
         else:
             task = "negative control" if data.get("motion") == "pan" else "control"
-        return task if self.target == "vae" else f"{task}/{self.target}"
+        variants = [v for v in (self.objective, self.target) if v not in ("recon", "vae")]
+        return "/".join([task, *variants])
 
 
 def _dvc_json(repo: Path, *args: str):

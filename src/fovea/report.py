@@ -34,7 +34,8 @@ BASELINE_HEAD = "film"
 # Params that define what is compared (the task, the head and its options) or replicated (the
 # seed); every other param must match for runs to be grouped together.
 COMPARED_KEYS = ("head", "heads", "seed")
-TASK_KEYS = ("data.motion", "train.lambda_coarse", "target")  # target: the task gets "/dino"
+# The objective and the target name the task ("control/joint", "control/dino": Experiment.task).
+TASK_KEYS = ("data.motion", "train.lambda_coarse", "train.objective", "target")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
