@@ -176,7 +176,7 @@ class TrainParams(_Section):
     warmup: int = Field(20, ge=0)
     # 0 is the original's protocol: only the fine loss trains, the coarse pass is only measured
     # ("fine_only"); otherwise both passes train ("both_passes").
-    lambda_coarse: float = Field(1.0, ge=0.0)
+    lambda_coarse: float = Field(1.0, ge=0.0, allow_inf_nan=False)
     # Stop the prediction loss at h: only the head learns; the encoder, LLM and queries keep
     # their initial weights. Trained through h, a random tiny LLM first flattens h across clips
     # (the head cannot use it yet, so its variation is noise) and the head never learns to use it.
@@ -187,7 +187,7 @@ class TrainParams(_Section):
     # the reconstruction loss still stops at h, but the caption loss trains the LLM, encoder and
     # queries (README: "Joint objective").
     objective: Literal["recon", "joint"] = "recon"
-    lambda_recon: float = Field(0.5, ge=0.0)
+    lambda_recon: float = Field(0.5, ge=0.0, allow_inf_nan=False)
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     # A checkpoint of this project (a `models/fvlm` directory) to start from instead of the

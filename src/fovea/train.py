@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,9 +205,16 @@ def train(
         )
     if cfg.objective == "joint":
         # The caption loss trains the LLM, encoder and queries (and the tied token table); with
-        # detach_h only the reconstruction loss stops at h. Nothing is frozen here, so every
-        # parameter gets a gradient from the caption loss (DDP needs no unused-parameter search).
+        # detach_h only the reconstruction loss stops at h. Nothing is frozen here: every parameter
+        # gets a gradient from the total loss (the head and z_init from its reconstruction term,
+        # the rest from the caption loss), so DDP needs no unused-parameter search.
         model.train_token_embeddings()
+        if params.model.llm != "tiny" and not getattr(model.llm.config, "tie_word_embeddings", True):
+            warnings.warn(
+                f"{params.model.llm!r} has an output head of its own (tie_word_embeddings false): the caption "
+                "loss scores captions with its input embeddings instead (README: Joint objective)",
+                stacklevel=1,
+            )
     elif cfg.detach_h:
         model.train_only_head()
     model.train()

@@ -5,7 +5,9 @@ the hidden state one position before it, so ``c_1`` from the last visual token `
 from ``c_1`` and so on; padded positions (mask False) are left out. Logits are the hidden states
 times the LLM's input-embedding matrix transposed: tied output embeddings, as SmolLM2 ties its
 word embeddings, so the base model (no LM head) is all that is loaded and the tiny LLM needs no
-extra output layer. The embedding table is not trained (it is the visual tokens' reference scale).
+extra output layer. The embedding table is frozen under the recon objective and trained under
+joint (a frozen random tiny table gives logits near zero); the visual tokens keep the norm it had
+at initialisation.
 """
 
 from __future__ import annotations

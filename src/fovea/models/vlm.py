@@ -170,7 +170,7 @@ class FoveatedVLM(nn.Module):
         self.q_init = nn.Parameter(torch.randn(enc_dim))
         self.query_proj = nn.Linear(llm_dim, enc_dim, bias=False)
 
-        # The LLM is fed inputs_embeds only: its token table is a reference scale, not trained.
+        # The LLM is fed inputs_embeds only: its token table is frozen (trained only by joint's captions).
         llm.get_input_embeddings().requires_grad_(False)
         embeddings = llm.get_input_embeddings().weight.detach()
         # Visual tokens are rescaled to the norm of the LLM's own token embeddings.
