@@ -94,11 +94,15 @@ def main() -> None:
     done = {exp.name: exp.metrics for exp in read_experiments(Path("."))}
     if args.objectives:
         sweep_objectives(args.seeds, args.variants, (BASELINE, args.spatial), done)
+        heads, default_run = (BASELINE, args.spatial), f"obj-recon-vae-{default.head}-s{default.seed}"
+        ran_default = "recon-vae" in args.variants
     else:
         sweep_heads(args.seeds, args.heads, done)
-    if default.head in args.heads and default.seed in args.seeds and not args.objectives:
-        dvc("exp", "apply", f"control-{default.head}-s{default.seed}")
-        print(f"sweep: workspace restored to control-{default.head}-s{default.seed}", flush=True)
+        heads, default_run, ran_default = args.heads, f"control-{default.head}-s{default.seed}", True
+    # The workspace ends as the run of params.yaml's own settings, not the last run's.
+    if ran_default and default.head in heads and default.seed in args.seeds:
+        dvc("exp", "apply", default_run)
+        print(f"sweep: workspace restored to {default_run}", flush=True)
 
 
 def sweep_objectives(seeds: list[int], variants: list[str], heads: tuple[str, str], done: dict[str, dict]) -> None:
