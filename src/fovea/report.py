@@ -228,6 +228,9 @@ MEAN_KEYS = (
     "h_shuffle_gap_ci_low",
     "val_train_gap",
     "train_ratio_last100",
+    # the captions' coarse/fine loss ratio (val; and the last 100 training batches under joint)
+    "caption_ratio",
+    "train_caption_ratio_last100",
     "head_params",
     "train_steps",
     "num_clips",

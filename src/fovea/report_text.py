@@ -53,6 +53,9 @@ Columns:
   + reconstruction training, fine loss only, on training batches.
 - val/train gap: (val fine loss - train fine loss) / train fine loss, frames 3..T, on as many
   training clips; about 0 when nothing was memorised.
+- caption ratio: the val captions' loss, coarse pass / fine pass (`caption_ratio`); > 1 means the
+  fine read tells the LLM more about the caption. Trained only under the joint objective (task
+  `.../joint`); after recon training it is an untrained language side's, about 1.
 - verdict: the paired difference from film, followed by "no signal in this setup" where, in some
   seed, the copy-gap or h-mean-gap interval does not lie above 0 (the setup then cannot tell "no
   effect" from "not seen").
@@ -71,8 +74,8 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "",
         "| task | protocol | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
         "fovea gain [95% CI] | copy gap | h-mean gap | h-shuffle gap | train ratio (last 100) | "
-        "val/train gap | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "val/train gap | caption ratio | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s.means
@@ -84,7 +87,8 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
             f"| {s.task} | {s.protocol} | {s.head} | {', '.join(map(str, s.seeds))} | {int(m.get('train_steps', 0))} | "
             f"{int(m.get('head_params', 0)):,} | {_fmt_ci(s.ratio, s.ratio_ci)} | {s.above_one()} | {diff} | "
             f"{_fmt_ci(s.fovea_gain, s.fovea_gain_ci, 2)} | {_fmt(m.get('copy_gap'))} | {_fmt(m.get('h_mean_gap'))} | "
-            f"{_fmt(m.get('h_shuffle_gap'))} | {train_ratio} | {_fmt(m.get('val_train_gap'), 2)} | {s.verdict()} |"
+            f"{_fmt(m.get('h_shuffle_gap'))} | {train_ratio} | {_fmt(m.get('val_train_gap'), 2)} | "
+            f"{_fmt(m.get('caption_ratio'))} | {s.verdict()} |"
         )
     lines += [
         "",
