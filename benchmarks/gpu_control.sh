@@ -3,7 +3,7 @@
 # at the default 64 px the latent is 8x8, small enough for FiLM's convolutions to reach every
 # cell, so FiLM's "one modulation everywhere" is no handicap there (benchmarks/oracle_heads.py).
 # At SIZE=256 the latent is 32x32, the paper's size. Everything else is the default params.yaml
-# (tiny models, control task, sfilm's defaults); videos, VAE and latents are made once per task
+# (tiny models, control task, sfilm's defaults); videos, tokenizer, VAE and latents are made once per task
 # and every head x seed trains and evaluates on them. Each finished run is saved in the report's
 # run format (fovea.experiments.save_runs), so the comparison is rebuilt here with
 #   python stages/report.py --from-runs --out results/control-256px
@@ -12,9 +12,14 @@
 #     DEADLINE=480 OUT=/tmp/control bash benchmarks/gpu_control.sh
 #   SIZE=64 CLIPS=64 STEPS=4 HEADS="film sfilm" SEEDS=0 PAN_HEADS= DEVICE=cpu OUT=/tmp/c bash benchmarks/gpu_control.sh
 #
-# The heads of one seed run side by side (each with 2 reader workers and THREADS torch threads).
-# DEADLINE (seconds since the start): no new round of runs starts after it, so the call ends in time and the
+# Up to JOBS runs at a time side by side (each with 2 reader workers and THREADS torch threads):
+# tiny models leave most of a GPU idle.
+# DEADLINE (seconds since the start): no new run starts after it, so the call ends in time and the
 # runs already finished come back. REV names the commit the runs are recorded against.
+# DATA (a folder): where each task's videos, tokenizer, VAE and latents go (default: a temporary
+# one); stages whose output is there are skipped, and DATA_STAGES="videos tokenizer" makes only
+# those, e.g. to make the videos on another machine and bring them along:
+#   SIZE=256 DATA=.gpu_data DATA_STAGES="videos tokenizer" OUT=/tmp/c bash benchmarks/gpu_control.sh
 set -euo pipefail
 export OMP_NUM_THREADS=${THREADS:-2}
 cd "$(dirname "$0")/.."
@@ -25,11 +30,14 @@ heads=(${HEADS:-film sfilm stx xattn mlp})
 seeds=(${SEEDS:-0 1})
 pan_heads=(${PAN_HEADS-film sfilm})
 deadline=${DEADLINE:-480}
+jobs_max=${JOBS:-8}
 out=${OUT:?set OUT to the folder the runs go to}
 rev=${REV:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$out/runs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+data_root=${DATA:-$work/data}
+data_stages=${DATA_STAGES:-videos tokenizer vae latents}
 
 params_for() {  # motion, head, seed, reader workers -> $work/<control|pan>-<head>-s<seed>.yaml
   local label=control; [[ $1 == pan ]] && label=pan
@@ -60,35 +68,48 @@ timed() {  # name, command...
   echo "$name: $((SECONDS - start)) s"
 }
 
-run_task() {  # motion, heads...
-  local motion=$1; shift
-  local task_heads=("$@")
-  local label=control; [[ $motion == pan ]] && label=pan
-  [[ ${#task_heads[@]} -gt 0 ]] || return 0
-  if (( SECONDS > deadline )); then echo "deadline: $label not run"; return 0; fi
-  local data="$work/$label"
-  params_for "$motion" "${task_heads[0]}" "${seeds[0]}" 8
-  local p=(--params "$work/$label-${task_heads[0]}-s${seeds[0]}.yaml")
-  timed "$label-videos" "$python" stages/videos.py "${p[@]}" --out "$data/videos"
-  timed "$label-vae" "$python" stages/vae.py "${p[@]}" --videos "$data/videos" --out "$data/vae" --metrics "$data/vae.json"
-  timed "$label-latents" "$python" stages/latents.py "${p[@]}" --videos "$data/videos" --vae "$data/vae" --out "$data/latents"
-  # The heads of one seed train side by side: tiny models leave most of a GPU idle.
-  for seed in "${seeds[@]}"; do
-    if (( SECONDS > deadline )); then echo "deadline: $label seed $seed not run"; continue; fi
-    for head in "${task_heads[@]}"; do
-      run_one "$motion" "$label" "$head" "$seed" "$data" > "$work/$label-$head-s$seed.out" 2>&1 &
-    done
-    wait
-    for head in "${task_heads[@]}"; do cat "$work/$label-$head-s$seed.out"; done
-  done
+prepare_task() {  # motion: videos, tokenizer, VAE and latents of one task, in $data_root/<control|pan>
+  local motion=$1 label=control; [[ $1 == pan ]] && label=pan
+  local data="$data_root/$label"
+  params_for "$motion" "${heads[0]}" "${seeds[0]}" 8
+  local p=(--params "$work/$label-${heads[0]}-s${seeds[0]}.yaml")
+  # A stage whose output is there already (DATA made beforehand) is skipped.
+  want videos "$data/videos" || timed "$label-videos" "$python" stages/videos.py "${p[@]}" --out "$data/videos" || return 1
+  want tokenizer "$data/tokenizer" ||
+    timed "$label-tokenizer" "$python" stages/tokenizer.py "${p[@]}" --videos "$data/videos" --out "$data/tokenizer" || return 1
+  want vae "$data/vae" ||
+    timed "$label-vae" "$python" stages/vae.py "${p[@]}" --videos "$data/videos" --out "$data/vae" --metrics "$data/vae.json" || return 1
+  want latents "$data/latents" ||
+    timed "$label-latents" "$python" stages/latents.py "${p[@]}" --videos "$data/videos" --vae "$data/vae" --out "$data/latents"
 }
 
-run_one() {  # motion, label, head, seed, data dir
+want() {  # stage, output: true (skip the stage) when its output exists or DATA_STAGES leaves it out
+  [[ -e $2 ]] && { echo "$(basename "$(dirname "$2")")-$1: made beforehand"; return 0; }
+  [[ " $data_stages " == *" $1 "* ]] && return 1
+  return 0
+}
+
+start_run() {  # motion, head, seed: one run in the background, once fewer than JOBS run
+  local label=control; [[ $1 == pan ]] && label=pan
+  while (( $(jobs -rp | wc -l) >= jobs_max )); do wait -n || true; done
+  if (( SECONDS > deadline )); then echo "deadline: $label-$2-s$3 not run"; return 0; fi
+  [[ -d "$data_root/$label/latents" ]] || { echo "$label-$2-s$3: no data"; return 0; }
+  run_one "$1" "$label" "$2" "$3" "$data_root/$label" &
+}
+
+run_one() {  # motion, label, head, seed, data dir (its report is printed when it ends)
+  local name="$2-$3-s$4"
+  run_one_logged "$@" > "$work/$name.out" 2>&1
+  cat "$work/$name.out"
+}
+
+run_one_logged() {
   local motion=$1 label=$2 head=$3 seed=$4 data=$5
   local name="$label-$head-s$seed" run="$work/$label-$head-s$seed"
   local p=(--params "$work/$name.yaml")
   params_for "$motion" "$head" "$seed" 2
-  timed "$name-train" "$python" stages/train.py "${p[@]}" --latents "$data/latents" --out "$run/fvlm" --live "$run/live" || return 0
+  timed "$name-train" "$python" stages/train.py "${p[@]}" --latents "$data/latents" \
+    --tokenizer "$data/tokenizer" --out "$run/fvlm" --live "$run/live" || return 0
   timed "$name-evaluate" "$python" stages/evaluate.py "${p[@]}" --model "$run/fvlm" --vae "$data/vae" \
     --latents "$data/latents" --out "$run/eval.json" --clips "$run/clips.json" --samples "$run/samples.png" \
     --attention "$run/attention.png" || return 0
@@ -111,7 +132,14 @@ PY
   cp "$run/attention.png" "$out/runs/$name-attention.png" 2>/dev/null || true
 }
 
-echo "control at ${size} px (latent $((size / 8))x$((size / 8))), heads ${heads[*]}, seeds ${seeds[*]}, pan ${pan_heads[*]:-none}"
-run_task target "${heads[@]}"
-run_task pan "${pan_heads[@]}"
+echo "control at ${size} px (latent $((size / 8))x$((size / 8))), heads ${heads[*]}, seeds ${seeds[*]}, pan ${pan_heads[*]:-none}, $jobs_max runs at a time"
+# Both tasks' data are made side by side (CPU work); then every run goes through one pool of
+# JOBS, control before pan and seed by seed, so a deadline leaves whole seeds of the control.
+prepare_task target &
+(( ${#pan_heads[@]} == 0 )) || prepare_task pan &
+wait
+[[ " $data_stages " == *" latents "* ]] || { echo "data made in $SECONDS s (DATA_STAGES: $data_stages)"; exit 0; }
+for seed in "${seeds[@]}"; do for head in "${heads[@]}"; do start_run target "$head" "$seed"; done; done
+for seed in "${seeds[@]}"; do for head in "${pan_heads[@]}"; do start_run pan "$head" "$seed"; done; done
+wait
 echo "done in $SECONDS s"
