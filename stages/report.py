@@ -5,7 +5,8 @@ results/samples.png (decoded predictions) and results/attention.png (where the q
 
 Run it after `dvc exp run` / `python stages/sweep.py` (it is not a pipeline stage: it reads all
 experiments, not one). DVC lists the experiments of the current commit only; once anything is
-committed, `--from-runs` rebuilds the report from results/runs/ instead."""
+committed, `--from-runs` rebuilds the report from results/runs/ instead (and leaves the pictures
+in OUT as they are: the workspace's are not those runs')."""
 
 import argparse
 import json
@@ -71,8 +72,9 @@ def main() -> None:
         args.out / "ratio_by_head.png",
         groups=[s.task for s in with_ci],
     )
-    # The workspace model's pictures, as its evaluate stage drew them.
-    for picture in PICTURES:
+    # The workspace model's pictures, as its evaluate stage drew them; saved runs come from
+    # elsewhere (another commit or machine), so the workspace's pictures would not be theirs.
+    for picture in () if args.from_runs else PICTURES:
         source = args.repo / "metrics" / picture
         if source.is_file():
             shutil.copyfile(source, args.out / picture)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_exp_run_reports_the_ratio_in_exp_show(project):
     assert 0 < ratio < float("inf")
 
 
-def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project):
+def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project, tmp_path):
     dvc(project, "exp", "run", "--queue", "-S", "head=film,mlp", "-S", "seed=0,1")
     dvc(project, "queue", "start", "-j", "1")
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
@@ -143,6 +144,14 @@ def test_queued_sweep_of_heads_and_seeds_feeds_the_report(project):
     # the workspace model's pictures are the evaluate stage's, not drawn again
     for picture in ("samples.png", "attention.png"):
         assert (project / "results" / picture).read_bytes() == (project / "metrics" / picture).read_bytes()
+    # saved runs rebuilt elsewhere: same rows, and not the workspace's pictures (they are not theirs)
+    shutil.copytree(project / "results" / "runs", tmp_path / "rebuilt" / "runs")
+    rebuilt = tmp_path / "rebuilt"
+    run(project, sys.executable, "stages/report.py", "--from-runs", "--bootstrap", "300", "--out", str(rebuilt))
+    rebuilt_rows = json.loads((rebuilt / "comparison.json").read_text())["rows"]
+    row_keys = [(r["task"], r["head"], r["seeds"]) for r in rows]
+    assert [(r["task"], r["head"], r["seeds"]) for r in rebuilt_rows] == row_keys
+    assert not any((rebuilt / picture).exists() for picture in ("samples.png", "attention.png"))
 
 
 def test_metrics_diff_shows_the_new_metrics(project):
