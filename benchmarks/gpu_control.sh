@@ -14,8 +14,10 @@
 #
 # Up to JOBS runs at a time side by side (each with 2 reader workers and THREADS torch threads):
 # tiny models leave most of a GPU idle.
-# DEADLINE (seconds since the start): no new run starts after it, so the call ends in time and the
-# runs already finished come back. REV names the commit the runs are recorded against.
+# DEADLINE (seconds since the start, data stages included): no new run starts after it, so the
+# call ends in time and the runs already finished come back. A failed data stage or run is
+# reported and the others go on; the exit status is 1 if any failed. REV names the commit the
+# runs are recorded against (default: HEAD, marked -dirty with uncommitted changes).
 # DATA (a folder): where each task's videos, tokenizer, VAE and latents go (default: a temporary
 # one); stages whose output is there are skipped, and DATA_STAGES="videos tokenizer" makes only
 # those, e.g. to make the videos on another machine and bring them along:
@@ -32,7 +34,8 @@ pan_heads=(${PAN_HEADS-film sfilm})
 deadline=${DEADLINE:-480}
 jobs_max=${JOBS:-8}
 out=${OUT:?set OUT to the folder the runs go to}
-rev=${REV:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+# A run of uncommitted code is marked as such: its results are not the commit's.
+rev=${REV:-$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)}
 mkdir -p "$out/runs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -99,7 +102,8 @@ start_run() {  # motion, head, seed: one run in the background, once fewer than 
 
 run_one() {  # motion, label, head, seed, data dir (its report is printed when it ends)
   local name="$2-$3-s$4"
-  run_one_logged "$@" > "$work/$name.out" 2>&1
+  # A failure anywhere in a run is reported and counted, and the other runs go on.
+  run_one_logged "$@" > "$work/$name.out" 2>&1 || { echo "$name failed"; touch "$work/failed-$name"; } >> "$work/$name.out"
   cat "$work/$name.out"
 }
 
@@ -109,10 +113,10 @@ run_one_logged() {
   local p=(--params "$work/$name.yaml")
   params_for "$motion" "$head" "$seed" 2
   timed "$name-train" "$python" stages/train.py "${p[@]}" --latents "$data/latents" \
-    --tokenizer "$data/tokenizer" --out "$run/fvlm" --live "$run/live" || return 0
+    --tokenizer "$data/tokenizer" --out "$run/fvlm" --live "$run/live" || return 1
   timed "$name-evaluate" "$python" stages/evaluate.py "${p[@]}" --model "$run/fvlm" --vae "$data/vae" \
     --latents "$data/latents" --out "$run/eval.json" --clips "$run/clips.json" --samples "$run/samples.png" \
-    --attention "$run/attention.png" || return 0
+    --attention "$run/attention.png" || return 1
   "$python" - "$out/runs" "$name" "$rev" "$work/$name.yaml" "$run" <<'PY'
 import json, sys
 from pathlib import Path
@@ -135,11 +139,17 @@ PY
 echo "control at ${size} px (latent $((size / 8))x$((size / 8))), heads ${heads[*]}, seeds ${seeds[*]}, pan ${pan_heads[*]:-none}, $jobs_max runs at a time"
 # Both tasks' data are made side by side (CPU work); then every run goes through one pool of
 # JOBS, control before pan and seed by seed, so a deadline leaves whole seeds of the control.
-prepare_task target &
-(( ${#pan_heads[@]} == 0 )) || prepare_task pan &
+prepare_task target || touch "$work/failed-control-data" &
+(( ${#pan_heads[@]} == 0 )) || { prepare_task pan || touch "$work/failed-pan-data"; } &
 wait
-[[ " $data_stages " == *" latents "* ]] || { echo "data made in $SECONDS s (DATA_STAGES: $data_stages)"; exit 0; }
+finish() {  # the exit status says whether anything failed
+  local failed
+  failed=$(cd "$work" && ls failed-* 2>/dev/null | sed 's/^failed-//' | tr '\n' ' ' || true)
+  echo "$1 in $SECONDS s${failed:+; failed: $failed}"
+  [[ -z $failed ]]
+}
+[[ " $data_stages " == *" latents "* ]] || { finish "data made (DATA_STAGES: $data_stages)"; exit; }
 for seed in "${seeds[@]}"; do for head in "${heads[@]}"; do start_run target "$head" "$seed"; done; done
 for seed in "${seeds[@]}"; do for head in "${pan_heads[@]}"; do start_run pan "$head" "$seed"; done; done
 wait
-echo "done in $SECONDS s"
+finish done

@@ -78,6 +78,48 @@ def test_recon_predictions_are_identical_with_and_without_a_caption() -> None:
     assert plain.caption_nll is None
 
 
+def test_the_model_predicts_each_caption_token_from_the_position_before_it(monkeypatch) -> None:
+    # Per-token NLLs of the coarse pass, recorded where the model computes them: token k's loss
+    # must change with token k-1 (its predictor) and the last visual token, never with later
+    # tokens, and the caption must start where the model says it does.
+    import fovea.models.vlm as vlm
+
+    recorded: list[torch.Tensor] = []
+
+    def recording(hidden, ids, mask, embedding, first):
+        # the caption fills the sequence's last positions: the first of them is `first`
+        assert first == hidden.shape[1] - ids.shape[1]
+        nll = caption_token_nll(hidden, ids, mask, embedding, first=first)
+        recorded.append(nll.detach().clone())
+        return nll
+
+    monkeypatch.setattr(vlm, "caption_token_nll", recording)
+    model = build(fine_iterations=1)
+    frames, latents = clips()
+    ids = torch.randint(0, 40, (BATCH, 5), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(BATCH, 5, dtype=torch.bool)
+
+    def token_nll(frames: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        recorded.clear()
+        with torch.no_grad():
+            model.passes(frames, latents, captions=(ids, mask))
+        return recorded[0]  # the coarse pass
+
+    base = token_nll(frames, ids)
+    for changed in range(5):
+        other = ids.clone()
+        other[:, changed] = (other[:, changed] + 7) % 40
+        nll = token_nll(frames, other)
+        torch.testing.assert_close(nll[:, :changed], base[:, :changed], rtol=0, atol=1e-6)
+        assert (nll[:, changed] != base[:, changed]).all()  # its own label changed
+        if changed + 1 < 5:
+            assert ((nll[:, changed + 1] - base[:, changed + 1]).abs() > 1e-6).all()  # its predictor changed
+    # the first caption token is predicted from the last visual token, which sees the last frame
+    later = frames.clone()
+    later[:, -1] = 255 - later[:, -1]
+    assert ((token_nll(later, ids)[:, 0] - base[:, 0]).abs() > 1e-6).all()
+
+
 # ------------------------------------------------------------------------ multi-fine causality
 @pytest.mark.parametrize("fine_read", ["learned", "motion"])
 @pytest.mark.parametrize("fine_iterations", [1, 2, 3])

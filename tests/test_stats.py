@@ -127,7 +127,7 @@ def _paired_coverage(
     """Film (true ratio 1.1) and a spatial head (1.3) on the same clips and seeds: how often the
     report's interval of their difference covers 0.2. ``paired=False``: each head's replicates
     from draws of its own, as if their clips were independent. ``seed_t``: the report's interval,
-    the wider of the crossed one and a t interval over the per-seed differences."""
+    one spanning both the crossed one and a t interval over the per-seed differences."""
     rng = np.random.default_rng(5)
     covered = 0
     for _ in range(trials):

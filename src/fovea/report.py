@@ -300,7 +300,7 @@ def summarize_heads(experiments: list[Experiment], samples: int = 2000, seed: in
                 )
                 continue
             summary.ratio = _ratio(runs)
-            # The wider of the crossed bootstrap and a t interval over the seeds' own ratios: a
+            # Spanning both the crossed bootstrap and a t interval over the seeds' own ratios: a
             # bootstrap over a few seeds cannot carry a seed-to-seed spread much larger than the
             # clips' (tests/test_stats.py).
             summary.ratio_ci = widest(

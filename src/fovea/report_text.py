@@ -25,7 +25,8 @@ def comparison_json(summaries: list[HeadSummary]) -> dict:
         "ci_level": CI_LEVEL,
         "estimator": "pooled ratio of summed per-clip losses over seeds and clips, frames 3..T; "
         "crossed bootstrap (one clip resample shared by every seed and head, one seed resample); each "
-        "interval is the wider of the crossed-bootstrap one and a t interval over the per-seed values",
+        "interval spans both the crossed-bootstrap one and a t interval over the per-seed values "
+        "(the lower low end to the higher high end)",
         "rows": [summary.as_row() for summary in summaries],
     }
 
@@ -67,10 +68,10 @@ def comparison_markdown(summaries: list[HeadSummary], left_out: list[tuple[Exper
         "# Prediction heads: fine/coarse ratio on held-out clips",
         "",
         "Written by `python stages/report.py` from every DVC experiment (`dvc exp show`, saved in `runs/`).",
-        "Point estimates pool the per-clip losses over seeds and clips. Each 95% interval is the wider of a",
+        "Point estimates pool the per-clip losses over seeds and clips. Each 95% interval spans both a",
         "crossed-bootstrap interval of the same estimator (one clip resample shared by every seed and head of",
         "a task, and a seed resample; differences from film paired on the same draws) and a t interval over",
-        "the per-seed values.",
+        "the per-seed values (from the lower of their low ends to the higher of their high ends).",
         "",
         "| task | protocol | head | seeds | steps | params | ratio [95% CI] | ratio > 1? | ratio - film [95% CI] | "
         "fovea gain [95% CI] | copy gap | h-mean gap | h-shuffle gap | train ratio (last 100) | "
