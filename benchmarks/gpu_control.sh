@@ -42,8 +42,19 @@ trap 'rm -rf "$work"' EXIT
 data_root=${DATA:-$work/data}
 data_stages=${DATA_STAGES:-videos tokenizer vae latents}
 
+label_of() {  # motion -> the task's name in file and run names
+  if [[ $1 == pan ]]; then echo pan; else echo control; fi
+}
+
+finish() {  # what ended, in how long; the exit status says whether anything failed
+  local failed
+  failed=$(cd "$work" && ls failed-* 2>/dev/null | sed 's/^failed-//' | tr '\n' ' ' || true)
+  echo "$1 in $SECONDS s${failed:+; failed: $failed}"
+  [[ -z $failed ]]
+}
+
 params_for() {  # motion, head, seed, reader workers -> $work/<control|pan>-<head>-s<seed>.yaml
-  local label=control; [[ $1 == pan ]] && label=pan
+  local label; label=$(label_of "$1")
   "$python" - "$work/$label-$2-s$3.yaml" "$1" "$2" "$3" "$4" "$size" "${CLIPS:-}" "${STEPS:-}" "${DEVICE:-cuda}" <<'PY'
 import sys
 import yaml
@@ -72,7 +83,7 @@ timed() {  # name, command...
 }
 
 prepare_task() {  # motion: videos, tokenizer, VAE and latents of one task, in $data_root/<control|pan>
-  local motion=$1 label=control; [[ $1 == pan ]] && label=pan
+  local motion=$1 label; label=$(label_of "$1")
   local data="$data_root/$label"
   params_for "$motion" "${heads[0]}" "${seeds[0]}" 8
   local p=(--params "$work/$label-${heads[0]}-s${seeds[0]}.yaml")
@@ -93,7 +104,7 @@ want() {  # stage, output: true (skip the stage) when its output exists or DATA_
 }
 
 start_run() {  # motion, head, seed: one run in the background, once fewer than JOBS run
-  local label=control; [[ $1 == pan ]] && label=pan
+  local label; label=$(label_of "$1")
   while (( $(jobs -rp | wc -l) >= jobs_max )); do wait -n || true; done
   if (( SECONDS > deadline )); then echo "deadline: $label-$2-s$3 not run"; return 0; fi
   [[ -d "$data_root/$label/latents" ]] || { echo "$label-$2-s$3: no data"; return 0; }
@@ -142,12 +153,6 @@ echo "control at ${size} px (latent $((size / 8))x$((size / 8))), heads ${heads[
 prepare_task target || touch "$work/failed-control-data" &
 (( ${#pan_heads[@]} == 0 )) || { prepare_task pan || touch "$work/failed-pan-data"; } &
 wait
-finish() {  # the exit status says whether anything failed
-  local failed
-  failed=$(cd "$work" && ls failed-* 2>/dev/null | sed 's/^failed-//' | tr '\n' ' ' || true)
-  echo "$1 in $SECONDS s${failed:+; failed: $failed}"
-  [[ -z $failed ]]
-}
 [[ " $data_stages " == *" latents "* ]] || { finish "data made (DATA_STAGES: $data_stages)"; exit; }
 for seed in "${seeds[@]}"; do for head in "${heads[@]}"; do start_run target "$head" "$seed"; done; done
 for seed in "${seeds[@]}"; do for head in "${pan_heads[@]}"; do start_run pan "$head" "$seed"; done; done
